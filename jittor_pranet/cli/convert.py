@@ -1,0 +1,78 @@
+"""``jittor-pranet convert``: official PyTorch checkpoints -> validated Jittor (or .pth) checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from .common import model_choices
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "convert", help="convert an official PyTorch checkpoint (or ImageNet backbone) for Jittor",
+        description="Read SRC (.pth/.pt/.pth.tar/.pkl, PyTorch zip or legacy, or Jittor; no torch needed), "
+                    "check every key and shape against the model, and write DST (.pkl: Jittor checkpoint; "
+                    ".pth: PyTorch state_dict). Any mismatch is an error unless --partial is given.")
+    p.add_argument("src", help="checkpoint to read")
+    p.add_argument("dst", help="file to write (.pkl for Jittor, .pth/.pt for PyTorch)")
+    p.add_argument("--model", required=True, choices=model_choices(), help="model the checkpoint belongs to")
+    p.add_argument("--num-classes", type=int, default=1, help="V2 output classes (default 1)")
+    p.add_argument("--encoder", default=None, help="encoder variant, e.g. res2net101_v1b_26w_4s or pvt_v2_b3")
+    p.add_argument("--backbone-only", action="store_true",
+                   help="SRC is an ImageNet encoder file (res2net50_v1b_26w_4s-3cf99910.pth, pvt_v2_b2.pth): "
+                        "load it into the encoder, leave the decoder randomly initialised, and say so")
+    p.add_argument("--partial", action="store_true", help="load what matches and write anyway (report the rest)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random initialisation of what is not loaded")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .common import setup_device
+
+    dst = Path(args.dst)
+    if dst.exists() and dst.is_dir():
+        raise UserError(f"{dst}: is a folder; give a file name ending in .pkl or .pth")
+    if Path(args.src).resolve() == dst.resolve():
+        raise UserError("SRC and DST are the same file; choose another output name")
+    jt = setup_device("cpu")
+    from .. import checkpoint as ck
+    from ..models import build_model
+
+    jt.set_global_seed(args.seed)
+    kw = {"encoder": args.encoder} if args.encoder else {}
+    try:
+        model = build_model(args.model, num_classes=args.num_classes, **kw)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    loaded = ck.read_state_dict(args.src)
+    if args.backbone_only:
+        mapped, ignored = ck.map_backbone_state_dict(model, loaded.state_dict)
+        enc_keys = {k: s for k, s in ck.model_shapes(model).items() if k.startswith(ck.backbone_prefix(model))}
+        rep = ck.compare(enc_keys, mapped)
+        if not mapped:
+            raise UserError(f"{args.src}: no key matches the {args.model} encoder; is this the right backbone file?")
+        if not rep.ok and not args.partial:
+            raise UserError(f"{args.src}: does not match the {args.model} encoder ({rep.summary()}); "
+                            "use --partial to load what matches")
+        ck.assign_state_dict(model, mapped, rep.loaded)
+        for line in rep.lines():
+            print(line)
+        if ignored:
+            print(f"ignored {len(ignored)} encoder-file keys with no place in the model: "
+                  f"{', '.join(ignored[:6])}{' ...' if len(ignored) > 6 else ''}")
+        n_random = len(ck.model_shapes(model)) - len(rep.loaded)
+        print(f"randomly initialised (seed {args.seed}): {n_random} decoder tensors "
+              f"(everything outside '{ck.backbone_prefix(model)}'); train before use")
+        extras = {}
+    else:
+        rep = ck.load_state_dict(model, loaded.state_dict, strict=not args.partial, source=args.src)
+        for line in rep.lines():
+            print(line)
+        extras = loaded.extras
+        if loaded.dropped:
+            print(f"dropped {len(loaded.dropped)} num_batches_tracked entries (kept for .pth export)")
+    meta = {"model": args.model, "num_classes": args.num_classes, "encoder": args.encoder,
+            "source": str(args.src), "backbone_only": bool(args.backbone_only)}
+    ck.save_checkpoint(model, dst, meta=meta, extras=extras)
+    print(f"wrote {dst}")
+    return 0

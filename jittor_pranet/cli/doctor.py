@@ -1,0 +1,52 @@
+"""``jittor-pranet doctor``: what this installation will run on, and why."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("doctor", help="show Jittor version, device, CUDA/cuDNN, oneDNN, cache folder, torch",
+                       description="Print how jittor-pranet configured Jittor on this machine.")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .common import setup_device
+    from .. import runtime
+
+    jt = setup_device(args.device)
+    info = runtime.info()
+    from jittor import compile_extern
+
+    cudnn = getattr(compile_extern, "cudnn", None)
+    rows = [
+        ("jittor-pranet", __import__("jittor_pranet").__version__),
+        ("python", sys.version.split()[0]),
+        ("jittor", jt.__version__),
+        ("device", "cuda" if jt.flags.use_cuda else "cpu"),
+        ("CUDA runtime", info.cuda_runtime or "not found (CPU build)"),
+        ("cuDNN", "loaded" if cudnn is not None else "not loaded"),
+        ("oneDNN (CPU conv)", f"on ({info.onednn})" if getattr(compile_extern, "use_mkl", 0) else
+         "OFF - convolutions ~100x slower; apt-get install libdnnl-dev"),
+        ("Jittor cache", info.jittor_home),
+        ("torch (parity/bench)", _torch_version()),
+        ("threads", str(os.cpu_count())),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def _torch_version() -> str:
+    if importlib.util.find_spec("torch") is None:
+        return "not installed (pip install 'jittor-pranet[torch]')"
+    try:
+        import torch
+
+        return torch.__version__
+    except Exception as exc:  # pragma: no cover
+        return f"installed but not importable: {exc}"

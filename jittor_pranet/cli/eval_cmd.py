@@ -1,0 +1,92 @@
+"""``jittor-pranet eval``: score saved prediction maps against GT masks (no Jittor needed)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+DESCRIPTION = """\
+Score 8-bit prediction maps against GT masks with the PraNet protocol: Dice/IoU/E-measure over the 256
+thresholds pred >= k, S-measure, weighted F-measure and MAE, averaged over images.
+
+--pred and --gt are either one set (folders of images; GT masks may sit in a masks/ subfolder) or test
+trees with one folder per set (GT in TestDataset/<set>/masks/, predictions in <pred>/<set>/); every set
+present in both is evaluated.  Files are paired by name without extension.  Prints a Markdown table.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate prediction maps against GT masks (mDice, mIoU, wFm, Sm, Em, MAE)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--pred", required=True, metavar="DIR", help="prediction maps: one set, or one folder per set")
+    p.add_argument("--gt", required=True, metavar="DIR", help="GT masks: one set, or one folder per set")
+    p.add_argument("--json", metavar="FILE", help="write {set: {metric: value}} as JSON")
+    p.add_argument("--csv", metavar="FILE", help="write one row per set as CSV")
+    p.add_argument("--curves", metavar="DIR", help="write a Dice/IoU-vs-threshold chart per set (PNG)")
+    p.add_argument(
+        "--gt-threshold",
+        type=int,
+        choices=(0, 128),
+        default=0,
+        help="GT pixel is foreground when > this value: 0 (upstream Python eval, default) or 128 (MATLAB toolbox)",
+    )
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes (default 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _check_output(path: str, option: str) -> None:
+    """Fail before the (long) evaluation rather than after it."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{option} {p}: is a folder, expected a file name")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{option} {p}: {parent} is not a folder")
+
+
+def _write(what: str, path: str, action) -> None:
+    try:
+        action()
+    except OSError as exc:
+        raise UserError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def run(args) -> int:
+    from ..evaluation import evaluate_folders_detailed
+    from ..utils.io import atomic_write_text
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, not {args.workers}")
+    for option in ("json", "csv"):
+        if getattr(args, option):
+            _check_output(getattr(args, option), f"--{option}")
+    if args.curves and Path(args.curves).exists() and not Path(args.curves).is_dir():
+        raise UserError(f"--curves {args.curves}: exists and is not a folder")
+
+    report = evaluate_folders_detailed(
+        args.pred, args.gt, gt_threshold=args.gt_threshold, workers=args.workers, progress=not args.no_progress
+    )
+    for line in report.warnings():
+        print(f"warning: {line}", file=sys.stderr)
+    counts = ", ".join(f"{name}: {r.n_images}" for name, r in report.sets.items())
+    print(f"images evaluated: {counts}", file=sys.stderr)
+    print(report.markdown_table())
+    sys.stdout.flush()
+
+    if args.json:
+        _write("JSON", args.json, lambda: atomic_write_text(args.json, report.to_json()))
+    if args.csv:
+        _write("CSV", args.csv, lambda: atomic_write_text(args.csv, report.to_csv()))
+    if args.curves:
+        _write("curves to", args.curves, lambda: report.write_curves(args.curves))
+    return 0

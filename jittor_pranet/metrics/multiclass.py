@@ -1,0 +1,146 @@
+"""Multi-class metrics of the EMCAD / MIST / MERIT test scripts: per-class Dice, IoU and HD95.
+
+Each case (a 2-D slice or a 3-D volume of labels) is scored per foreground class with the upstream
+per-case convention (``calculate_metric_percase``), which decides the empty cases *before* medpy:
+
+* prediction and GT both non-empty: medpy ``dc``, ``jc`` and ``hd95``;
+* prediction non-empty, GT empty: Dice = IoU = 1, HD95 = 0 (sic: upstream rewards the false positive);
+* prediction empty: Dice = IoU = 0, HD95 = 0.
+
+Scores are averaged over cases per class, then over classes, as the upstream ``inference`` does.
+HD95 is in physical units when ``spacing`` is given (e.g. mm per voxel along each axis; upstream passes
+none, i.e. pixels).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
+
+Spacing = Union[None, float, Sequence[float]]
+
+
+def _spacing(spacing: Spacing, ndim: int) -> np.ndarray:
+    if spacing is None:
+        return np.ones(ndim)
+    arr = np.asarray(spacing, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(ndim, float(arr))
+    if arr.shape != (ndim,) or np.any(arr <= 0):
+        raise ValueError(f"spacing must be one positive number or {ndim} of them, got {spacing!r}")
+    return np.ascontiguousarray(arr)
+
+
+def _crop_to_objects(a: np.ndarray, b: np.ndarray) -> tuple:
+    """Crop both masks to the bounding box of their union plus a 1-voxel margin.
+
+    Surface distances only involve voxels inside that box, and the margin (or the array edge, which
+    erosion also treats as background) keeps the erosion identical, so HD95 is unchanged but far cheaper
+    for small organs in large volumes.
+    """
+    union = a | b
+    slices = []
+    for axis in range(union.ndim):
+        other = tuple(i for i in range(union.ndim) if i != axis)
+        idx = np.flatnonzero(union.any(axis=other))
+        slices.append(slice(max(int(idx[0]) - 1, 0), int(idx[-1]) + 2))
+    s = tuple(slices)
+    return a[s], b[s]
+
+
+def _surface(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
+    """Voxels of the mask removed by one erosion (the outside of the array counts as background)."""
+    return mask ^ binary_erosion(mask, structure=structure, iterations=1)
+
+
+def surface_distances(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None, connectivity: int = 1) -> np.ndarray:
+    """Distances from each surface voxel of ``pred`` to the nearest surface voxel of ``gt`` (medpy)."""
+    pred = np.asarray(pred, dtype=bool)
+    gt = np.asarray(gt, dtype=bool)
+    if not pred.any() or not gt.any():
+        raise ValueError("surface distances need a non-empty prediction and a non-empty GT")
+    sampling = _spacing(spacing, pred.ndim)
+    pred, gt = _crop_to_objects(pred, gt)
+    structure = generate_binary_structure(pred.ndim, connectivity)
+    dist_to_gt = distance_transform_edt(~_surface(gt, structure), sampling=sampling)
+    return dist_to_gt[_surface(pred, structure)]
+
+
+def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None, connectivity: int = 1) -> float:
+    """95th percentile of the symmetric surface distances, as ``medpy.metric.binary.hd95``."""
+    both = np.hstack(
+        (surface_distances(pred, gt, spacing, connectivity), surface_distances(gt, pred, spacing, connectivity))
+    )
+    return float(np.percentile(both, 95))
+
+
+def case_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None) -> Dict[str, float]:
+    """Dice, IoU and HD95 of one binary case with the upstream empty-case convention (module docstring)."""
+    pred = np.asarray(pred) > 0
+    gt = np.asarray(gt) > 0
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} != GT shape {gt.shape}")
+    n_pred, n_gt = int(np.count_nonzero(pred)), int(np.count_nonzero(gt))
+    if n_pred and n_gt:
+        inter = int(np.count_nonzero(pred & gt))
+        return {
+            "Dice": 2.0 * inter / (n_pred + n_gt),
+            "IoU": inter / (n_pred + n_gt - inter),
+            "HD95": hd95(pred, gt, spacing),
+        }
+    if n_pred:
+        return {"Dice": 1.0, "IoU": 1.0, "HD95": 0.0}
+    return {"Dice": 0.0, "IoU": 0.0, "HD95": 0.0}
+
+
+class MultiClassMetrics:
+    """Per-class Dice / IoU / HD95 accumulated over cases (2-D slices or 3-D label volumes).
+
+    Class 0 is background and is not scored; ``step`` takes integer label maps of the same shape.
+    """
+
+    def __init__(self, num_classes: int, class_names: Optional[Sequence[str]] = None, spacing: Spacing = None):
+        if num_classes < 2:
+            raise ValueError("num_classes counts the background: it must be >= 2")
+        self.num_classes = num_classes
+        names = list(class_names) if class_names is not None else [f"class{i}" for i in range(1, num_classes)]
+        if len(names) != num_classes - 1:
+            raise ValueError(f"need {num_classes - 1} class names (background excluded), got {len(names)}")
+        self.class_names = names
+        self.spacing = spacing
+        self._cases: List[np.ndarray] = []  # (num_classes - 1, 3): Dice, IoU, HD95
+
+    def step(self, pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None) -> Dict[str, Dict[str, float]]:
+        """Score one case; returns its per-class scores. ``spacing`` overrides the default for this case."""
+        pred = np.asarray(pred)
+        gt = np.asarray(gt)
+        if pred.shape != gt.shape or pred.ndim not in (2, 3):
+            raise ValueError(f"need 2-D or 3-D label maps of one shape, got {pred.shape} and {gt.shape}")
+        sp = self.spacing if spacing is None else spacing
+        per_class = {}
+        rows = []
+        for c, name in enumerate(self.class_names, start=1):
+            m = case_metrics(pred == c, gt == c, sp)
+            per_class[name] = m
+            rows.append((m["Dice"], m["IoU"], m["HD95"]))
+        self._cases.append(np.asarray(rows, dtype=np.float64))
+        return per_class
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+    def results(self) -> Dict[str, object]:
+        """``{"per_class": {name: {Dice, IoU, HD95}}, "mDice", "mIoU", "mHD95"}`` (means over cases, then classes)."""
+        if not self._cases:
+            raise RuntimeError("MultiClassMetrics: no case was scored")
+        per_case_mean = np.mean(self._cases, axis=0)
+        per_class = {
+            name: {"Dice": float(r[0]), "IoU": float(r[1]), "HD95": float(r[2])}
+            for name, r in zip(self.class_names, per_case_mean)
+        }
+        overall = per_case_mean.mean(axis=0)
+        return {"per_class": per_class, "mDice": float(overall[0]), "mIoU": float(overall[1]), "mHD95": float(overall[2])}
+
+
+__all__ = ["MultiClassMetrics", "case_metrics", "hd95", "surface_distances"]

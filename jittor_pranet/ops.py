@@ -1,0 +1,182 @@
+"""Numerical building blocks with PyTorch's exact semantics (the parity traps of JITTOR_NOTES.md).
+
+* Bilinear resizing is done as two small matrix products ``A_h @ x @ A_w^T`` whose interpolation
+  matrices are built in numpy with PyTorch's coordinate rules (``align_corners`` True/False, source
+  index clamped at 0, right neighbour clamped at the border).  This is exact for any pair of sizes,
+  differentiable, and cheap (the matrices are at most a few hundred wide).
+* Pooling uses padded strided slices or reshapes, so ceil-mode averaging with
+  ``count_include_pad=False`` and windows larger than the input behave as in PyTorch.
+* BatchNorm and LayerNorm compute variance in two passes (Jittor's own use E[x^2]-E[x]^2) and
+  BatchNorm updates ``running_var`` with the *unbiased* batch variance as PyTorch does.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from .runtime import import_jittor
+
+jt = import_jittor()
+from jittor import init, nn  # noqa: E402
+
+__all__ = [
+    "interp_matrix",
+    "resize_bilinear",
+    "max_pool3x3_s2",
+    "avg_pool3x3",
+    "avg_pool_ceil",
+    "BatchNorm2d",
+    "LayerNorm",
+]
+
+
+@lru_cache(maxsize=256)
+def interp_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
+    """[out, in] float32 matrix of 1-D linear interpolation weights, PyTorch conventions."""
+    m = np.zeros((out_size, in_size), dtype=np.float64)
+    if align_corners:
+        scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    else:
+        scale = in_size / out_size
+    for dst in range(out_size):
+        if align_corners:
+            src = scale * dst
+        else:
+            src = max(scale * (dst + 0.5) - 0.5, 0.0)
+        i0 = min(int(math.floor(src)), in_size - 1)
+        i1 = i0 + 1 if i0 < in_size - 1 else i0
+        lam = src - i0
+        m[dst, i0] += 1.0 - lam
+        m[dst, i1] += lam
+    return m.astype(np.float32)
+
+
+def _as_hw(size) -> Tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    return int(size[0]), int(size[1])
+
+
+def resize_bilinear(x: "jt.Var", size, align_corners: bool = False) -> "jt.Var":
+    """Bilinear resize of an NCHW tensor to ``size`` exactly like ``F.interpolate(size=...)``.
+
+    When the target is an integer multiple/fraction of the input this also equals PyTorch's
+    ``scale_factor=`` form used by the official code (1/scale is exact in binary for the
+    factors PraNet uses: 0.25, 2, 8, 16, 32).
+    """
+    oh, ow = _as_hw(size)
+    n, c, h, w = x.shape
+    if (oh, ow) == (h, w) and not align_corners:
+        return x
+    out = x
+    if oh != h or align_corners:
+        ah = jt.array(interp_matrix(h, oh, align_corners))
+        out = jt.matmul(ah, out.reshape(n * c, h, w))  # [N*C, oh, w]
+    else:
+        out = out.reshape(n * c, h, w)
+    if ow != w or align_corners:
+        aw = jt.array(interp_matrix(w, ow, align_corners).T.copy())
+        out = jt.matmul(out, aw)  # [N*C, oh, ow]
+    return out.reshape(n, c, oh, ow)
+
+
+def _strided_windows(x: "jt.Var", k: int, stride: int, out_h: int, out_w: int):
+    """Yield the k*k shifted, strided views of a (pre-padded) NCHW tensor."""
+    for dy in range(k):
+        for dx in range(k):
+            yield x[:, :, dy : dy + stride * (out_h - 1) + 1 : stride, dx : dx + stride * (out_w - 1) + 1 : stride]
+
+
+def max_pool3x3_s2(x: "jt.Var") -> "jt.Var":
+    """``nn.MaxPool2d(3, stride=2, padding=1)`` (ceil_mode=False)."""
+    n, c, h, w = x.shape
+    oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    xp = jt.nn.pad(x, (1, 1, 1, 1), mode="constant", value=-float("inf"))
+    out = None
+    for v in _strided_windows(xp, 3, 2, oh, ow):
+        out = v if out is None else jt.maximum(out, v)
+    return out
+
+
+def avg_pool3x3(x: "jt.Var", stride: int) -> "jt.Var":
+    """``nn.AvgPool2d(3, stride, padding=1)`` with PyTorch's default ``count_include_pad=True``."""
+    n, c, h, w = x.shape
+    oh, ow = (h - 1) // stride + 1, (w - 1) // stride + 1
+    xp = jt.nn.pad(x, (1, 1, 1, 1))
+    out = None
+    for v in _strided_windows(xp, 3, stride, oh, ow):
+        out = v if out is None else out + v
+    return out / 9.0
+
+
+@lru_cache(maxsize=64)
+def _ceil_pool_counts(h: int, w: int, k: int) -> np.ndarray:
+    oh, ow = -(-h // k), -(-w // k)
+    ch = np.minimum(k, h - np.arange(oh) * k)
+    cw = np.minimum(k, w - np.arange(ow) * k)
+    return (ch[:, None] * cw[None, :]).astype(np.float32)
+
+
+def avg_pool_ceil(x: "jt.Var", k: int) -> "jt.Var":
+    """``nn.AvgPool2d(k, k, ceil_mode=True, count_include_pad=False)`` (Res2Net-v1b downsample)."""
+    if k == 1:
+        return x
+    n, c, h, w = x.shape
+    oh, ow = -(-h // k), -(-w // k)
+    if h % k or w % k:
+        x = jt.nn.pad(x, (0, ow * k - w, 0, oh * k - h))
+        summed = x.reshape(n, c, oh, k, ow, k).sum(dims=(3, 5))
+        return summed / jt.array(_ceil_pool_counts(h, w, k))
+    return x.reshape(n, c, oh, k, ow, k).mean(dims=(3, 5))
+
+
+class BatchNorm2d(nn.Module):
+    """BatchNorm with PyTorch's training semantics (unbiased running_var, two-pass variance).
+
+    State-dict names match PyTorch (``weight, bias, running_mean, running_var``);
+    ``num_batches_tracked`` is not kept (PyTorch only uses it when momentum is None).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1):
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = init.constant((num_features,), "float32", 1.0)
+        self.bias = init.constant((num_features,), "float32", 0.0)
+        self.running_mean = init.constant((num_features,), "float32", 0.0).stop_grad()
+        self.running_var = init.constant((num_features,), "float32", 1.0).stop_grad()
+
+    def execute(self, x: "jt.Var") -> "jt.Var":
+        c = self.num_features
+        if self.is_training():
+            mean = x.mean(dims=(0, 2, 3))
+            centred = x - mean.reshape(1, c, 1, 1)
+            var = (centred * centred).mean(dims=(0, 2, 3))
+            count = x.numel() // c
+            m = self.momentum
+            unbiased = var * (count / max(count - 1, 1))
+            self.running_mean.update((self.running_mean * (1 - m) + mean.detach() * m).stop_grad())
+            self.running_var.update((self.running_var * (1 - m) + unbiased.detach() * m).stop_grad())
+            scale = self.weight / jt.sqrt(var + self.eps)
+            return centred * scale.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
+        scale = self.weight / jt.sqrt(self.running_var + self.eps)
+        shift = self.bias - self.running_mean * scale
+        return x * scale.reshape(1, c, 1, 1) + shift.reshape(1, c, 1, 1)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm over the last dimension with a two-pass variance (PyTorch's numerics)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        self.eps = eps
+        self.weight = init.constant((dim,), "float32", 1.0)
+        self.bias = init.constant((dim,), "float32", 0.0)
+
+    def execute(self, x: "jt.Var") -> "jt.Var":
+        mean = x.mean(dim=-1, keepdims=True)
+        centred = x - mean
+        var = (centred * centred).mean(dim=-1, keepdims=True)
+        return centred / jt.sqrt(var + self.eps) * self.weight + self.bias

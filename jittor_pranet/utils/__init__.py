@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic file writes (``io``) and an OpenCV line-chart renderer (``plot``)."""
