@@ -57,9 +57,6 @@ class _PraNetBase(nn.Module):
         self.rfb2_1 = RFB_modified(c2, channel)
         self.rfb3_1 = RFB_modified(c3, channel)
         self.rfb4_1 = RFB_modified(c4, channel)
-        _stage_convs(self, "ra4", c4, 256, 5, 3)
-        _stage_convs(self, "ra3", c3, 64, 3, 2)
-        _stage_convs(self, "ra2", c2, 64, 3, 2)
 
     def encode(self, x) -> List["jt.Var"]:
         return getattr(self, self.encoder_attr).forward_features(x)
@@ -84,9 +81,14 @@ class PraNetV1(_PraNetBase):
         self.encoder_attr = "resnet" if encoder.startswith("res2net") else "backbone"
         self.num_classes = 1
         self._init_common(encoder, channel, drop_path_rate)
+        c2, c3, c4 = self.channels
+        # creation order = state_dict order = the official one
         self.agg1 = Aggregation(channel, dual=False)
+        _stage_convs(self, "ra4", c4, 256, 5, 3)
         self.ra4_conv5 = BasicConv2d(256, 1, 1)
+        _stage_convs(self, "ra3", c3, 64, 3, 2)
         self.ra3_conv4 = BasicConv2d(64, 1, 3, padding=1)
+        _stage_convs(self, "ra2", c2, 64, 3, 2)
         self.ra2_conv4 = BasicConv2d(64, 1, 3, padding=1)
 
     def _reverse_stage(self, prefix: str, head: str, n: int, prev, feat):
@@ -127,11 +129,16 @@ class PraNetV2(_PraNetBase):
         # PVT variant we apply it to single-channel inputs.
         self.conv = nn.Sequential(nn.Conv2d(1, 3, 1), BatchNorm2d(3), nn.ReLU())
         self._init_common(encoder, channel, drop_path_rate)
+        c2, c3, c4 = self.channels
+        # creation order = state_dict order = the official one
         self.agg1 = Aggregation(channel, num_classes, dual=True)
+        _stage_convs(self, "ra4", c4, 256, 5, 3)
         self.ra4_conv5_fg = BasicConv2d(256, num_classes, 1)
         self.ra4_conv5_bg = BasicConv2d(256, num_classes, 1)
+        _stage_convs(self, "ra3", c3, 64, 3, 2)
         self.ra3_conv4_fg = BasicConv2d(64, num_classes, 3, padding=1)
         self.ra3_conv4_bg = BasicConv2d(64, num_classes, 3, padding=1)
+        _stage_convs(self, "ra2", c2, 64, 3, 2)
         self.ra2_conv4_fg = BasicConv2d(64, num_classes, 3, padding=1)
         self.ra2_conv4_bg = BasicConv2d(64, num_classes, 3, padding=1)
 

@@ -111,11 +111,12 @@ class PyramidVisionTransformerV2(nn.Module):
         self.depths = list(depths)
         self.out_channels = list(embed_dims)
         dpr = np.linspace(0, drop_path_rate, sum(depths)).tolist()
+        # creation order = state_dict order = the official one (all patch embeds, then block/norm pairs)
+        for i in range(4):
+            setattr(self, f"patch_embed{i + 1}", OverlapPatchEmbed(
+                7 if i == 0 else 3, 4 if i == 0 else 2, in_chans if i == 0 else embed_dims[i - 1], embed_dims[i]))
         cur = 0
         for i in range(4):
-            embed = OverlapPatchEmbed(7 if i == 0 else 3, 4 if i == 0 else 2,
-                                      in_chans if i == 0 else embed_dims[i - 1], embed_dims[i])
-            setattr(self, f"patch_embed{i + 1}", embed)
             blocks = nn.ModuleList([Block(embed_dims[i], num_heads[i], mlp_ratios[i], sr_ratios[i], dpr[cur + j], 1e-6)
                                     for j in range(depths[i])])
             setattr(self, f"block{i + 1}", blocks)
