@@ -9,8 +9,10 @@ Layouts understood:
   present on both sides is evaluated; the others are reported.
 
 Files are paired by stem (``12.png`` <-> ``12.jpg``); unpaired and non-image files are reported, not
-fatal.  A prediction whose size differs from its GT is resized to the GT size (bilinear, as the MATLAB
-toolbox rescales the map to the GT) and counted.  Images are scored in worker processes.
+fatal.  A prediction whose size differs from its GT is resized to the GT size (bilinear; the MATLAB
+toolbox likewise rescales the map to the GT) and counted.  Images are scored in worker processes
+started by a fork server or spawn, so a script calling this with ``workers > 1`` needs the usual
+``if __name__ == "__main__":`` guard.
 """
 from __future__ import annotations
 
@@ -207,16 +209,41 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one image per process already uses the cores
 
 
-def _scored(tasks: List[Tuple[str, str, int]], workers: int) -> Iterator[Tuple[Dict[str, object], bool]]:
-    if workers <= 1 or len(tasks) <= 1:
-        yield from map(_score_pair, tasks)
-        return
-    # fork: no re-import of __main__ (the CLI entry module is not import-safe) and a cheap start
-    methods = mp.get_all_start_methods()
-    ctx = mp.get_context("fork" if "fork" in methods else None)
-    chunk = max(1, min(8, len(tasks) // (workers * 4)))
-    with ctx.Pool(min(workers, len(tasks)), initializer=_worker_init) as pool:
-        yield from pool.imap(_score_pair, tasks, chunksize=chunk)
+class _Scorer:
+    """Scores pairs in-process (``workers <= 1``) or in a process pool shared by all sets.
+
+    Workers come from a fork server (spawn where there is none), never from a plain fork: a forked child
+    inherits OpenCV's (and Jittor's) thread pools in an unusable state and deadlocks in its first
+    parallel call.  As with any spawn-based pool, a script calling this with ``workers > 1`` needs the
+    ``if __name__ == "__main__":`` guard.
+    """
+
+    def __init__(self, workers: int, n_tasks: int):
+        self.workers = min(workers, n_tasks)
+        self.pool = None
+        if self.workers > 1:
+            methods = mp.get_all_start_methods()
+            ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload([__name__])  # the server imports numpy/cv2/scipy once
+            self.pool = ctx.Pool(self.workers, initializer=_worker_init)
+
+    def imap(self, tasks: List[Tuple[str, str, int]]) -> Iterator[Tuple[Dict[str, object], bool]]:
+        if self.pool is None or len(tasks) <= 1:
+            return map(_score_pair, tasks)
+        chunk = max(1, min(8, len(tasks) // (self.workers * 4)))
+        return self.pool.imap(_score_pair, tasks, chunksize=chunk)
+
+    def __enter__(self) -> "_Scorer":
+        return self
+
+    def __exit__(self, exc_type, *_exc) -> None:
+        if self.pool is not None:
+            if exc_type is None:
+                self.pool.close()
+            else:
+                self.pool.terminate()
+            self.pool.join()
 
 
 def evaluate_pairs(
@@ -226,18 +253,22 @@ def evaluate_pairs(
     workers: int = 2,
     progress: bool = True,
     desc: str = "eval",
+    _scorer: Optional[_Scorer] = None,
 ) -> Tuple[PolypMetrics, int]:
     """Score ``[(stem, pred, gt)]`` pairs in ``workers`` processes; returns (metrics, number resized)."""
-    from tqdm import tqdm
-
     if gt_threshold not in GT_THRESHOLDS:
         raise UserError(f"--gt-threshold must be one of {', '.join(map(str, GT_THRESHOLDS))}, not {gt_threshold}")
+    if _scorer is None:
+        with _Scorer(workers, len(pairs)) as scorer:
+            return evaluate_pairs(pairs, gt_threshold=gt_threshold, progress=progress, desc=desc, _scorer=scorer)
+    from tqdm import tqdm
+
     metrics = PolypMetrics(gt_threshold)
     tasks = [(str(p), str(g), gt_threshold) for _, p, g in pairs]
     resized = 0
     bar = tqdm(total=len(tasks), desc=desc, unit="img", leave=False, file=sys.stderr, disable=None if progress else True)
     try:
-        for values, was_resized in _scored(tasks, workers):
+        for values, was_resized in _scorer.imap(tasks):
             metrics.add(values)
             resized += was_resized
             bar.update()
@@ -358,28 +389,32 @@ def evaluate_folders_detailed(
     """Evaluate one set or a whole test tree (see the module docstring); bad input raises UserError."""
     if workers < 1:
         raise UserError(f"--workers must be >= 1, not {workers}")
+    if gt_threshold not in GT_THRESHOLDS:
+        raise UserError(f"--gt-threshold must be one of {', '.join(map(str, GT_THRESHOLDS))}, not {gt_threshold}")
     sets, only_pred, only_gt = discover_sets(pred_dir, gt_dir)
+    pairings = [(name, pair_folders(pdir, gdir)) for name, pdir, gdir in sets]
+    n_tasks = sum(len(p.pairs) for _, p in pairings)
     results: Dict[str, SetResult] = {}
     empty: List[str] = []
-    for name, pdir, gdir in sets:
-        pairing = pair_folders(pdir, gdir)
-        if not pairing.pairs:
-            empty.append(f"{name} (e.g. prediction {_first(pairing.pred_only)!r}, GT {_first(pairing.gt_only)!r})")
-            continue
-        metrics, n_resized = evaluate_pairs(
-            pairing.pairs, gt_threshold=gt_threshold, workers=workers, progress=progress, desc=name
-        )
-        results[name] = SetResult(
-            name=name,
-            metrics=metrics.results(),
-            curves=metrics.curves(),
-            n_images=len(metrics),
-            n_resized=n_resized,
-            pred_only=pairing.pred_only,
-            gt_only=pairing.gt_only,
-            skipped_files=pairing.skipped_files,
-            duplicates=pairing.duplicates,
-        )
+    with _Scorer(workers, n_tasks) as scorer:
+        for name, pairing in pairings:
+            if not pairing.pairs:
+                empty.append(f"{name} (e.g. prediction {_first(pairing.pred_only)!r}, GT {_first(pairing.gt_only)!r})")
+                continue
+            metrics, n_resized = evaluate_pairs(
+                pairing.pairs, gt_threshold=gt_threshold, progress=progress, desc=name, _scorer=scorer
+            )
+            results[name] = SetResult(
+                name=name,
+                metrics=metrics.results(),
+                curves=metrics.curves(),
+                n_images=len(metrics),
+                n_resized=n_resized,
+                pred_only=pairing.pred_only,
+                gt_only=pairing.gt_only,
+                skipped_files=pairing.skipped_files,
+                duplicates=pairing.duplicates,
+            )
     if not results:
         raise UserError(f"no prediction has a GT mask with the same file name: {'; '.join(empty)}")
     return EvaluationReport(results, only_pred, only_gt, empty)

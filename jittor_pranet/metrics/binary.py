@@ -20,10 +20,13 @@ Differences from PySODMetrics 1.6.2 (``normalize=False``), each measured by ``te
 * E-measure: the toolbox divides by ``N - 1`` pixels, so a perfect (or perfectly empty) binarisation
   scores ``N / (N - 1) > 1``; we clip each per-threshold score at 1.  Deviation <= ``1 / (N - 1)``
   and only at thresholds that would exceed 1.
-* S-measure: quadrant statistics come from exact integer moments, so a covariance that is mathematically
-  zero is exactly zero (the float two-pass formula can leave ~1e-17 noise that flips the ``alpha != 0``
-  branch); an empty quadrant (GT centroid on the last row/column) contributes 0 where PySODMetrics
-  returns NaN.
+* S-measure: quadrant statistics come from exact integer moments, so a variance or covariance that is
+  mathematically zero is exactly zero.  The float formula can leave ~1e-17 noise there and take another
+  branch: a quadrant where the GT is constant and the prediction is constant at an intermediate level
+  (e.g. 186) has SSIM 1 here (alpha = beta = 0) but 0 in PySODMetrics and the upstream eval, so the
+  S-measure can differ by up to half that quadrant's area fraction.  This needs a prediction that is flat
+  over a whole quadrant at a level other than 0/255; on real maps the two agree to ~1e-15.  An empty
+  quadrant (GT centroid on the last row/column) contributes 0 where PySODMetrics returns NaN.
 * Float predictions are quantised to the nearest 8-bit level before anything else (as saving the PNG
   would); PySODMetrics keeps the float for MAE/S/wFm and truncates for the curves.
 
