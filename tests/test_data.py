@@ -46,7 +46,8 @@ def _mask(h=20, w=30):
     return m
 
 
-def _make_split(root: Path, names, img_dir="images", mask_dir="masks", img_ext=".png", mask_ext=".png", hw=(20, 30)):
+def _make_split(root: Path, names, img_dir="images", mask_dir="masks", img_ext=".png", mask_ext=".png",
+                hw=(20, 30)):
     (root / img_dir).mkdir(parents=True, exist_ok=True)
     (root / mask_dir).mkdir(parents=True, exist_ok=True)
     for k, name in enumerate(names):
@@ -178,6 +179,22 @@ def test_corrupt_image_raises_user_error(tmp_path):
     truncated.write_bytes((tmp_path / "full.jpg").read_bytes()[:200])
     with pytest.raises(UserError, match="truncated.jpg"):
         read_image_rgb(truncated)
+
+
+def test_cv2_fallback_for_formats_pil_cannot_decode(tmp_path, monkeypatch):
+    import jittor_pranet.data.io as dio
+
+    rgb = _rgb()
+    Image.fromarray(rgb).save(tmp_path / "x.tif")
+    Image.fromarray(rgb).save(tmp_path / "x.png")
+
+    def refuse(path):
+        raise OSError("decoder not available")
+
+    monkeypatch.setattr(dio, "_open_with_pil", refuse)
+    assert np.array_equal(read_image_rgb(tmp_path / "x.tif"), rgb)
+    with pytest.raises(UserError, match="x.png"):  # PNG: PIL's verdict is final
+        read_image_rgb(tmp_path / "x.png")
 
 
 def test_image_mode_conversions(tmp_path):
@@ -408,7 +425,8 @@ def test_make_synthetic_polyps_layout_determinism_and_reuse(tmp_path):
     assert (root / "TrainDataset" / "images" / "00000.png").stat().st_mtime_ns == stamp
     make_synthetic_polyps(root, **dict(kwargs, seed=12))  # our own dataset, other params: replaced
     assert _tree_digest(root) != _tree_digest(other)
-    assert [p.name for p in tmp_path.iterdir()] and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert not leftovers  # no temporary folders left behind
 
 
 def test_make_synthetic_polyps_refuses_foreign_folder(tmp_path):
@@ -416,3 +434,18 @@ def test_make_synthetic_polyps_refuses_foreign_folder(tmp_path):
     with pytest.raises(UserError, match="not empty"):
         make_synthetic_polyps(tmp_path, n_train=1, n_test=1, size=(48, 48))
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_synthetic_files_do_not_depend_on_worker_processes(tmp_path):
+    kwargs = dict(n_train=64, n_test=1, size=(32, 32), seed=2)  # 65 images: enough to use processes
+    serial = make_synthetic_polyps(tmp_path / "serial", workers=1, **kwargs)
+    parallel = make_synthetic_polyps(tmp_path / "parallel", workers=2, **kwargs)
+    assert _tree_digest(serial) == _tree_digest(parallel)
+
+
+def test_data_layer_does_not_import_jittor():
+    import subprocess
+    import sys
+
+    code = "import sys, jittor_pranet.data; sys.exit('jittor' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0

@@ -78,7 +78,7 @@ def find_split(root: PathLike) -> Tuple[Path, Path]:
 
 
 def _subfolder_hint(root: Path) -> str:
-    """Suggest a child folder that has the layout (e.g. the user passed ``data/`` not ``data/TrainDataset``)."""
+    """Name child folders that have a layout (the user passed ``data/``, not ``data/TrainDataset``)."""
     candidates = sorted(child.name for child in root.iterdir() if child.is_dir() and _match_layout(child))
     if not candidates:
         return ""
@@ -162,7 +162,9 @@ def pair_by_stem(img_dir: PathLike, mask_dir: PathLike) -> PairReport:
         skipped_files=skipped_images + skipped_masks,
     )
     if not report.pairs:
-        raise UserError(f"no image in {img_dir} has a mask with the same name in {mask_dir}: {report.summary()}")
+        raise UserError(
+            f"no image in {img_dir} has a mask with the same name in {mask_dir}: {report.summary()}"
+        )
     return report
 
 
@@ -175,7 +177,7 @@ def check_pairs(pairs: Sequence[Pair], on_mismatch: str = "error") -> List[Pair]
     if on_mismatch not in ("error", "drop"):
         raise ValueError(f"on_mismatch must be 'error' or 'drop', got {on_mismatch!r}")
     kept, bad = [], []
-    for image_path, mask_path in pairs:
+    for image_path, mask_path in _as_paths(pairs):
         img_hw, mask_hw = image_size(image_path), image_size(mask_path)
         if img_hw == mask_hw:
             kept.append((image_path, mask_path))
@@ -183,17 +185,27 @@ def check_pairs(pairs: Sequence[Pair], on_mismatch: str = "error") -> List[Pair]
             bad.append(f"{image_path.name} (image {_hw(img_hw)}, mask {mask_path.name} {_hw(mask_hw)})")
     if bad and on_mismatch == "error":
         shown = "; ".join(bad[:5]) + ("; ..." if len(bad) > 5 else "")
-        raise UserError(f"{len(bad)} image/mask pairs differ in size: {shown} (fix them, or drop them with on_mismatch='drop')")
+        raise UserError(
+            f"{len(bad)} image/mask pairs differ in size: {shown} "
+            "(fix them, or drop them with on_mismatch='drop')"
+        )
     if bad:
-        warnings.warn(f"dropped {len(bad)} image/mask pairs whose sizes differ: {'; '.join(bad[:5])}", stacklevel=2)
+        shown = "; ".join(bad[:5]) + ("; ..." if len(bad) > 5 else "")
+        warnings.warn(f"dropped {len(bad)} image/mask pairs whose sizes differ: {shown}", stacklevel=2)
     return kept
+
+
+def _as_paths(pairs: Sequence[Tuple[PathLike, PathLike]]) -> List[Pair]:
+    return [(Path(image), Path(mask)) for image, mask in pairs]
 
 
 def _hw(hw: Tuple[int, int]) -> str:
     return f"{hw[1]}x{hw[0]}"
 
 
-def split_train_val(pairs: Sequence[Pair], val_fraction: float, seed: int = 0) -> Tuple[List[Pair], List[Pair]]:
+def split_train_val(
+    pairs: Sequence[Pair], val_fraction: float, seed: int = 0
+) -> Tuple[List[Pair], List[Pair]]:
     """Seeded split of *training* pairs into (train, val), both sorted by stem.
 
     Model selection must use this validation split, never a test set (upstream picks ``best.pth``
@@ -202,7 +214,7 @@ def split_train_val(pairs: Sequence[Pair], val_fraction: float, seed: int = 0) -
     """
     if not 0.0 <= val_fraction < 1.0:
         raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    ordered = sorted(pairs, key=lambda p: (p[0].stem, str(p[0])))
+    ordered = sorted(_as_paths(pairs), key=lambda p: (p[0].stem, str(p[0])))
     n_val = int(round(len(ordered) * val_fraction))
     if val_fraction > 0 and len(ordered) >= 2:
         n_val = min(max(n_val, 1), len(ordered) - 1)
@@ -268,7 +280,9 @@ class Augment:
     saturation: float = 0.1
     hue: float = 0.0
 
-    def __call__(self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    def __call__(
+        self, rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator
+    ) -> Tuple[np.ndarray, np.ndarray]:
         rgb, mask = self._geometric(rgb, mask, rng)
         return self._colour(rgb, rng), mask
 
@@ -285,7 +299,8 @@ class Augment:
     def _colour(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if not (self.brightness or self.contrast or self.saturation or self.hue):
             return rgb
-        factors = rng.uniform(-1.0, 1.0, size=4) * np.array([self.brightness, self.contrast, self.saturation, self.hue])
+        amounts = np.array([self.brightness, self.contrast, self.saturation, self.hue])
+        factors = rng.uniform(-1.0, 1.0, size=4) * amounts
         img = rgb.astype(np.float32)
         img = img * (1.0 + factors[0])
         gray = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -326,7 +341,7 @@ class SegmentationDataset:
                  soft_mask: bool = False) -> None:
         if size < 8:
             raise UserError(f"image size must be at least 8 pixels, got {size}")
-        self.pairs = [(Path(i), Path(m)) for i, m in pairs]
+        self.pairs = _as_paths(pairs)
         self.size = int(size)
         self.mask_threshold = mask_threshold
         self.augment = augment
@@ -346,7 +361,8 @@ class SegmentationDataset:
         mask = read_mask(mask_path, self.mask_threshold)
         if rgb.shape[:2] != mask.shape:
             raise UserError(
-                f"image {image_path.name} is {_hw(rgb.shape[:2])} but its mask {mask_path} is {_hw(mask.shape)}"
+                f"image {image_path.name} is {_hw(rgb.shape[:2])} "
+                f"but its mask {mask_path} is {_hw(mask.shape)}"
             )
         rgb = resize_image(rgb, self.size)
         mask = resize_mask(mask, self.size)
@@ -369,7 +385,9 @@ def preprocess_rgb(rgb: np.ndarray, size: int = DEFAULT_SIZE) -> np.ndarray:
     return normalize_image(resize_image(rgb, size))[None]
 
 
-def load_for_inference(path: PathLike, size: int = DEFAULT_SIZE) -> Tuple[np.ndarray, Tuple[int, int], np.ndarray]:
+def load_for_inference(
+    path: PathLike, size: int = DEFAULT_SIZE
+) -> Tuple[np.ndarray, Tuple[int, int], np.ndarray]:
     """(1x3xSxS float32 input, original (H, W), original RGB uint8) for one image file.
 
     The prediction is resized back to (H, W) by the caller, as the official test script resizes it

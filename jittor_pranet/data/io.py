@@ -24,8 +24,8 @@ IMAGE_EXTENSIONS: Tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".
 # Lossy formats: a mask stored this way carries compression noise around 0 and 255.
 _LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
 
-# cv2 must not spawn its own thread pool inside our loader threads.
-cv2.setNumThreads(1)
+# Formats whose every common variant PIL decodes: when PIL fails on one, the file is broken.
+_PIL_AUTHORITATIVE = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def is_image_file(path: PathLike) -> bool:
@@ -83,9 +83,9 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif mode in ("1", "L", "RGB"):
         pass
-    elif mode in ("LA", "La", "PA"):
+    elif mode in ("LA", "La"):
         img = img.convert("L")
-    elif mode in ("RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
+    elif mode in ("PA", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"):
         img = img.convert("RGB")
     # Modes "I", "I;16*", "F" are kept as raw numbers and scaled by _to_uint8 (PIL's own convert
     # would clip 16-bit values to 255 instead of scaling them).
@@ -118,17 +118,24 @@ def _open_with_cv2(path: Path) -> np.ndarray:
 
 
 def _read_any(path: PathLike) -> np.ndarray:
-    """Decoded pixels as uint8, HxW (gray) or HxWx3 (RGB). PIL first, cv2 for what PIL rejects."""
+    """Decoded pixels as uint8, HxW (gray) or HxWx3 (RGB). PIL first, cv2 for what PIL rejects.
+
+    PIL handles every variant of PNG/JPEG/BMP that datasets use, so for those a PIL failure means a
+    broken file and cv2 is not asked (it can take seconds on garbage and prints warnings); cv2 helps
+    with TIFF compressions and other formats that PIL may lack a decoder for.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"image file not found: {path}")
     try:
         return _open_with_pil(path)
-    except Exception as pil_error:  # noqa: BLE001 - any decoder failure means "try the other one"
-        try:
-            return _open_with_cv2(path)
-        except Exception:  # noqa: BLE001
-            raise UserError(f"cannot read image {path}: corrupt or unsupported file ({pil_error})") from None
+    except Exception as pil_error:  # any decoder failure: a broken file, or a format for cv2
+        if path.suffix.lower() not in _PIL_AUTHORITATIVE:
+            try:
+                return _open_with_cv2(path)
+            except Exception:
+                pass
+        raise UserError(f"cannot read image {path}: corrupt or unsupported file ({pil_error})") from None
 
 
 def read_image_rgb(path: PathLike) -> np.ndarray:
@@ -177,6 +184,6 @@ def image_size(path: PathLike) -> Tuple[int, int]:
         with Image.open(path) as img:
             width, height = img.size
             return height, width
-    except Exception:  # noqa: BLE001 - fall back to a full decode, which raises UserError if broken
+    except Exception:  # fall back to a full decode, which raises UserError if broken
         array = _read_any(path)
         return array.shape[0], array.shape[1]

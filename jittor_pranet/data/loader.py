@@ -181,9 +181,14 @@ class BatchLoader:
 
 
 def collate(samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """Stack numpy values along a new first axis; keep everything else as a list."""
+    """Stack arrays and numbers along a new first axis; keep everything else (names) as a list."""
     batch: Dict[str, Any] = {}
     for key in samples[0]:
         values = [s[key] for s in samples]
-        batch[key] = np.stack(values) if isinstance(values[0], np.ndarray) else values
+        if isinstance(values[0], np.ndarray):
+            batch[key] = np.stack(values)
+        elif isinstance(values[0], (np.generic, int, float)):
+            batch[key] = np.asarray(values)
+        else:
+            batch[key] = values
     return batch

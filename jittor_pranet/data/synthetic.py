@@ -33,8 +33,6 @@ TEST_DIR = Path("TestDataset") / "Synthetic"
 
 SizeSpec = Union[Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
 
-cv2.setNumThreads(1)
-
 # Below this many images, starting worker processes costs more than it saves.
 _MIN_JOBS_FOR_PROCESSES = 64
 
@@ -84,7 +82,8 @@ def _draw_folds(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     for _ in range(int(rng.integers(0, 3))):
         centre = (int(rng.uniform(-0.5, 1.5) * w), int(rng.uniform(-0.5, 1.5) * h))
         axes = (int(rng.uniform(0.4, 1.0) * w), int(rng.uniform(0.3, 0.9) * h))
-        cv2.ellipse(layer, centre, axes, rng.uniform(0, 180), 0, 360, 1.0, int(rng.integers(3, 8)), cv2.LINE_AA)
+        angle, thickness = rng.uniform(0, 180), int(rng.integers(3, 8))
+        cv2.ellipse(layer, centre, axes, angle, 0, 360, 1.0, thickness, cv2.LINE_AA)
     layer = cv2.GaussianBlur(layer, (0, 0), rng.uniform(3.0, 6.0))
     return img * (1.0 - 0.22 * np.clip(layer, 0, 1))[:, :, None]
 
@@ -120,7 +119,9 @@ def _blob_mask(rng: np.random.Generator, h: int, w: int, area_fraction: float) -
     return mask
 
 
-def _highlights(rng: np.random.Generator, h: int, w: int, region: np.ndarray, count: int, scale: float) -> np.ndarray:
+def _highlights(
+    rng: np.random.Generator, h: int, w: int, region: np.ndarray, count: int, scale: float
+) -> np.ndarray:
     """Small blurred white glints at random points of ``region`` (float32 alpha layer)."""
     layer = np.zeros((h, w), np.float32)
     ys, xs = np.nonzero(region)
@@ -144,7 +145,9 @@ def _paint_polyp(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray) ->
     return img
 
 
-def _paint_polyp_crop(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, radius: float) -> np.ndarray:
+def _paint_polyp_crop(
+    rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, radius: float
+) -> np.ndarray:
     h, w = mask.shape
     maskf = mask.astype(np.float32)
     # Dome height from a wide blur of the mask; shading from its slope against a light direction.
@@ -153,7 +156,10 @@ def _paint_polyp_crop(rng: np.random.Generator, img: np.ndarray, mask: np.ndarra
     light = rng.uniform(0, 2 * np.pi)
     slope = (gx * np.cos(light) + gy * np.sin(light)) * radius
     shade = 1.0 + rng.uniform(0.10, 0.22) * np.clip(slope, -1.5, 1.5) + rng.uniform(0.0, 0.08) * dome
-    tint = 1.0 + np.array([rng.uniform(-0.06, 0.06), rng.uniform(-0.03, 0.14), rng.uniform(-0.04, 0.14)], np.float32)
+    # Polyps: a little paler/yellower than the mucosa, by less than the background's own drift.
+    tint = 1.0 + np.array(
+        [rng.uniform(-0.06, 0.06), rng.uniform(-0.03, 0.14), rng.uniform(-0.04, 0.14)], np.float32
+    )
     texture = 1.0 + 0.05 * _fine_noise(rng, h, w, rng.uniform(1.2, 2.5))
     polyp = img * tint * (shade * texture)[:, :, None]
     alpha = cv2.GaussianBlur(maskf, (0, 0), rng.uniform(0.8, 2.0))[:, :, None]
@@ -238,9 +244,10 @@ def _manifest(n_train: int, n_test: int, ranges, seed: int) -> Dict[str, object]
 
 def _read_manifest(root: Path) -> Dict[str, object]:
     try:
-        return json.loads((root / MANIFEST_NAME).read_text())
+        manifest = json.loads((root / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
         return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def _is_complete(root: Path, manifest: Dict[str, object]) -> bool:
@@ -268,9 +275,13 @@ def _generate_into(tmp: Path, n_train: int, n_test: int, ranges, seed: int, work
         return
     # Rendering is many small numpy calls that hold the GIL, so threads barely help: use processes.
     # "fork" needs no re-import of the caller's __main__ and starts in milliseconds.
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_single_threaded) as pool:
         chunk = max(1, len(jobs) // (8 * workers))
         list(pool.map(_write_job, jobs, chunksize=chunk))
+
+
+def _single_threaded() -> None:
+    cv2.setNumThreads(1)  # one process per core already; cv2's own threads would oversubscribe
 
 
 def _write_job(job) -> None:
@@ -289,7 +300,7 @@ def make_synthetic_polyps(root: PathLike, n_train: int = 500, n_test: int = 100,
     interrupted run never leaves a half-written dataset behind. ``workers=0`` uses all CPUs (at
     most 8); the files do not depend on ``workers``.
     """
-    root = Path(root)
+    root = Path(os.path.abspath(root))  # "." has no name to build a sibling temp folder from
     if n_train < 1 or n_test < 1:
         raise UserError(f"need at least one train and one test image, got n_train={n_train}, n_test={n_test}")
     manifest = _manifest(n_train, n_test, _size_ranges(size), seed)
