@@ -95,8 +95,6 @@ class Bottle2neck(nn.Module):
         self.width = width
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-
         y = self.relu(self.bn1(self.conv1(x)))
         splits = torch.split(y, self.width, 1)
         pieces = []
@@ -113,7 +111,7 @@ class Bottle2neck(nn.Module):
         y = torch.cat(pieces, 1)
 
         y = self.bn3(self.conv3(y))
-        y = y + shortcut
+        y = y + (x if self.downsample is None else self.downsample(x))
         return self.relu(y)
 
 
