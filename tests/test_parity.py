@@ -47,7 +47,9 @@ def test_parity_detects_a_wrong_weight():
     by = {r.tensor: r for r in rows}
     assert by["x4"].passed(TOL)  # encoder untouched
     assert not by["ra3_feat_fg"].passed(TOL)
-    assert not by["out.fg2"].passed(TOL)
+    assert not by["out.fg3"].passed(TOL)
+    # with one class the softmax gain is 1: ra3 cannot reach fg2 (documented upstream behaviour)
+    assert by["out.fg2"].passed(TOL)
 
 
 def test_official_single_class_softmax_is_identity_gain():

@@ -1,0 +1,313 @@
+"""The official PraNet training recipe in Jittor, crash-safe.
+
+One optimizer step per multi-scale rate (sizes ``round(size*rate/32)*32``, images and masks resized
+bilinear with ``align_corners=True``), structure loss on every side output (+0.8 background BCE for
+V2), per-element gradient clamp, PyTorch-exact Adam, step LR decay.
+
+Everything a run needs to continue lives in ``last.pkl`` (model, optimizer moments, epoch/step,
+data-loader position, history, config), written atomically (temp file, fsync, rename) at the end of
+each epoch and every ``train.checkpoint_every`` steps; ``--resume`` continues bit-for-bit on CPU.
+Randomness is re-seeded per step from (seed, step) so it does not depend on where a run resumed.
+A non-finite loss stops the run before anything is written, so the last good checkpoint survives.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from .. import checkpoint as ck
+from ..config import save_config, scale_sizes
+from ..errors import UserError
+from ..ops import jt, resize_bilinear
+from .optim import TorchAdam, trainable_parameters
+
+LAST, BEST = "last.pkl", "best.pkl"
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN/inf: the run stops and the last good checkpoint is kept."""
+
+
+def rescale_batch(images: "jt.Var", masks: "jt.Var", size: int):
+    """Multi-scale resize of the official loop (bilinear, align_corners=True, images and masks)."""
+    if images.shape[2] == size and images.shape[3] == size:
+        return images, masks
+    return (resize_bilinear(images, (size, size), align_corners=True),
+            resize_bilinear(masks, (size, size), align_corners=True))
+
+
+def is_main_process() -> bool:
+    return not jt.in_mpi or jt.rank == 0
+
+
+class Trainer:
+    """Builds data, model and optimizer from a resolved config and runs (or resumes) training."""
+
+    def __init__(self, cfg: Dict[str, Any], run_dir: Path, resume: bool = False, progress: bool = True,
+                 log=print):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.progress = progress and is_main_process()
+        self.log = log if is_main_process() else (lambda *a, **k: None)
+        self.history: List[Dict[str, Any]] = []
+        self.epoch = 0          # epochs completed
+        self.step = 0           # optimizer batches completed (each = len(multi_scale) updates)
+        self.best_score = -1.0
+        self._setup_data()
+        self._setup_model()
+        self.optimizer = TorchAdam(trainable_parameters(self.model), lr=float(cfg["train"]["lr"]),
+                                   betas=tuple(cfg["train"]["betas"]), weight_decay=float(cfg["train"]["weight_decay"]),
+                                   clip_value=cfg["train"]["clip"])
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ setup
+    def _setup_data(self) -> None:
+        from ..data import BatchLoader, SegmentationDataset, discover_pairs, make_synthetic_polyps, split_train_val
+
+        d, t = self.cfg["data"], self.cfg["train"]
+        train_root = d["train"]
+        if d.get("synthetic"):
+            syn = dict(d["synthetic"])
+            root = make_synthetic_polyps(syn.pop("root", "data/synthetic"), **syn)
+            train_root = str(Path(root) / "TrainDataset")
+            if d.get("test") is None:
+                d["test"] = str(Path(root) / "TestDataset")
+        pairs, report = discover_pairs(train_root, on_mismatch=d["on_size_mismatch"])
+        self.log(f"data: {train_root}: {report.summary()}")
+        train_pairs, val_pairs = split_train_val(pairs, float(d["val_fraction"]), seed=int(t["seed"]))
+        if not train_pairs:
+            raise UserError(f"{train_root}: no training pairs left after the validation split")
+        self.val_pairs = val_pairs
+        self.train_size = int(d["train_size"])
+        self.val_size = int(t["val_size"] or self.train_size)
+        self.train_set = SegmentationDataset(train_pairs, size=self.train_size, mask_threshold=int(d["mask_threshold"]),
+                                             augment=_augment(d["augment"]))
+        self.val_set = SegmentationDataset(val_pairs, size=self.val_size, mask_threshold=int(d["mask_threshold"]))
+        rank, world = (jt.rank, jt.world_size) if jt.in_mpi else (0, 1)
+        self.loader = BatchLoader(self.train_set, int(t["batch_size"]), shuffle=True, seed=int(t["seed"]),
+                                  num_workers=int(d["num_workers"]), rank=rank, world_size=world)
+        self.log(f"split: {len(train_pairs)} train / {len(val_pairs)} validation images "
+                 f"(seed {t['seed']}); {len(self.loader)} batches per epoch")
+
+    def _setup_model(self) -> None:
+        from ..models import build_model
+
+        m = self.cfg["model"]
+        jt.set_global_seed(int(self.cfg["train"]["seed"]))
+        kw: Dict[str, Any] = {}
+        if m.get("encoder"):
+            kw["encoder"] = m["encoder"]
+        if m["name"].startswith("pranet_v2"):
+            kw["gain"] = m["gain"]
+        enc = m.get("encoder") or ("pvt" if m["name"].endswith("pvt") else "res2net")
+        if "pvt" in enc:
+            kw["drop_path_rate"] = float(m["drop_path_rate"])
+        try:
+            self.model = build_model(m["name"], num_classes=int(m["num_classes"]), **kw)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        if m.get("init_checkpoint"):
+            rep = ck.load_checkpoint(self.model, m["init_checkpoint"], strict=True)
+            self.log(f"model: initialised from {m['init_checkpoint']} ({len(rep.loaded)} tensors)")
+        elif m.get("backbone_weights"):
+            loaded = ck.read_state_dict(m["backbone_weights"])
+            mapped, ignored = ck.map_backbone_state_dict(self.model, loaded.state_dict)
+            enc_shapes = {k: s for k, s in ck.model_shapes(self.model).items()
+                          if k.startswith(ck.backbone_prefix(self.model))}
+            rep = ck.compare(enc_shapes, mapped)
+            if not mapped or rep.mismatched or rep.missing:
+                raise UserError(f"{m['backbone_weights']}: does not match the {m['name']} encoder ({rep.summary()})")
+            ck.assign_state_dict(self.model, mapped, rep.loaded)
+            n_random = len(ck.model_shapes(self.model)) - len(rep.loaded)
+            self.log(f"model: encoder from {m['backbone_weights']} ({len(rep.loaded)} tensors; "
+                     f"{len(ignored)} file keys unused); {n_random} decoder tensors random")
+        else:
+            self.log("warning: model.backbone_weights is not set: the encoder starts from random weights "
+                     "(fine for the synthetic quickstart; for real data use the ImageNet .pth)")
+
+    # ------------------------------------------------------------------ checkpoints
+    def _meta(self) -> Dict[str, Any]:
+        m = self.cfg["model"]
+        return {"model": m["name"], "num_classes": int(m["num_classes"]), "encoder": m.get("encoder"),
+                "config": self.cfg, "epoch": self.epoch, "step": self.step}
+
+    def save(self, name: str = LAST, with_state: bool = True) -> Path:
+        if not is_main_process():
+            return self.run_dir / name
+        meta = self._meta()
+        if with_state:
+            meta["train_state"] = {
+                "optimizer": self.optimizer.state_dict(),
+                "loader": self.loader.state_dict(),
+                "history": self.history,
+                "best_score": self.best_score,
+            }
+        return ck.save_checkpoint(self.model, self.run_dir / name, meta=meta)
+
+    def _resume(self) -> None:
+        path = self.run_dir / LAST
+        if not path.is_file():
+            raise UserError(f"{path}: nothing to resume (no {LAST} in the run folder)")
+        loaded = ck.read_state_dict(path)
+        state = loaded.meta.get("train_state")
+        if not state:
+            raise UserError(f"{path}: has no training state to resume from")
+        ck.load_state_dict(self.model, loaded.state_dict, strict=True, source=str(path))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.loader.load_state_dict(state["loader"])
+        self.history = list(state["history"])
+        self.best_score = float(state["best_score"])
+        self.epoch = int(loaded.meta["epoch"])
+        self.step = int(loaded.meta["step"])
+        self.log(f"resumed from {path}: epoch {self.epoch}, step {self.step}")
+
+    # ------------------------------------------------------------------ training
+    def _lr_for_epoch(self, epoch: int) -> float:
+        t = self.cfg["train"]
+        return float(t["lr"]) * float(t["lr_decay_rate"]) ** ((epoch + 1) // int(t["lr_decay_every"]))
+
+    def train_batch(self, images: np.ndarray, masks: np.ndarray) -> Dict[str, float]:
+        """One official batch: an update per multi-scale rate. Returns the losses by size."""
+        from ..losses import pranet_loss
+
+        t = self.cfg["train"]
+        x, y = jt.array(images), jt.array(masks)
+        losses = {}
+        for size in scale_sizes(self.train_size, t["multi_scale"]):
+            xs, ys = rescale_batch(x, y, size)
+            loss = pranet_loss(self.model(xs), ys)
+            self.optimizer.step(loss)
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"loss became {value} at epoch {self.epoch + 1}, step {self.step + 1} (size {size}); "
+                    f"stopped, last good checkpoint kept: {self.run_dir / LAST}")
+            losses[size] = value
+        return losses
+
+    def fit(self) -> Dict[str, Any]:
+        t = self.cfg["train"]
+        epochs = int(t["epochs"])
+        max_steps = t.get("max_steps")
+        deadline = time.time() + 60 * float(t["time_limit_min"]) if t.get("time_limit_min") else None
+        ckpt_every = int(t["checkpoint_every"] or 0)
+        self.model.train()
+        stop = False
+        while self.epoch < epochs and not stop:
+            self.optimizer.lr = self._lr_for_epoch(self.epoch)
+            self.loader.set_epoch(self.epoch)
+            start = time.time()
+            n_images, loss_sum, n_batches = 0, 0.0, 0
+            bar = _progress(len(self.loader), f"epoch {self.epoch + 1}/{epochs}", self.progress,
+                            initial=self.loader.state_dict()["position"])
+            for batch in self.loader:
+                jt.set_global_seed(int(t["seed"]) * 1000003 + self.step)  # resume-independent randomness
+                losses = self.train_batch(batch["image"], batch["mask"])
+                self.step += 1
+                n_batches += 1
+                n_images += len(batch["image"])
+                main_loss = losses.get(self.train_size, next(iter(losses.values())))
+                loss_sum += main_loss
+                if bar is not None:
+                    bar.set_postfix(loss=f"{main_loss:.4f}", img_s=f"{n_images / max(time.time() - start, 1e-9):.2f}")
+                    bar.update(1)
+                if ckpt_every and self.step % ckpt_every == 0:
+                    self.save(LAST)
+                if (max_steps and self.step >= int(max_steps)) or (deadline and time.time() > deadline):
+                    stop = True
+                    break
+            if bar is not None:
+                bar.close()
+            completed = self.loader.state_dict()["position"] == 0  # the loader moved on to the next epoch
+            if completed:
+                self.epoch += 1
+            else:
+                self.log(f"stopping early at step {self.step} (train.max_steps or train.time_limit_min reached)")
+            record = {"epoch": self.epoch, "step": self.step, "lr": self.optimizer.lr,
+                      "train_loss": loss_sum / max(n_batches, 1), "images_per_s": n_images / max(time.time() - start, 1e-9),
+                      "epoch_time_s": time.time() - start}
+            if self.val_pairs and (self.epoch % int(t["val_every"]) == 0 or stop or self.epoch == epochs):
+                record.update(self.validate())
+            self.history.append(record)
+            self.log("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            score = record.get("val_mDice")
+            if score is not None and score > self.best_score:
+                self.best_score = score
+                self.save(BEST, with_state=False)
+            self.save(LAST)
+            self.write_records()
+        return {"epochs": self.epoch, "steps": self.step, "best_val_mDice": self.best_score,
+                "history": self.history}
+
+    # ------------------------------------------------------------------ validation & records
+    def validate(self) -> Dict[str, float]:
+        from ..metrics.binary import Dice, IoU
+        from ..models import prediction_logits
+
+        self.model.eval()
+        dice, iou = Dice(), IoU()
+        from ..data import read_mask
+
+        with jt.no_grad():
+            for i in range(0, len(self.val_set), 8):
+                items = [self.val_set[j] for j in range(i, min(i + 8, len(self.val_set)))]
+                x = jt.array(np.stack([it["image"] for it in items]))
+                logits = prediction_logits(self.model, self.model(x))
+                for j, item in enumerate(items):
+                    gt = read_mask(self.val_pairs[i + j][1], int(self.cfg["data"]["mask_threshold"]))
+                    prob = jt.sigmoid(resize_bilinear(logits[j:j + 1], gt.shape)).numpy()[0, 0]
+                    lo, hi = prob.min(), prob.max()
+                    pred = np.round((prob - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
+                    dice.step(pred, gt)
+                    iou.step(pred, gt)
+        self.model.train()
+        return {"val_mDice": dice.results()["mDice"], "val_mIoU": iou.results()["mIoU"]}
+
+    def write_records(self) -> None:
+        if not is_main_process() or not self.history:
+            return
+        from ..utils.io import atomic_write_text
+        from ..utils.plot import line_chart
+
+        keys = list(dict.fromkeys(k for r in self.history for k in r))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
+        atomic_write_text(self.run_dir / "metrics.json", json.dumps(self.history, indent=1))
+        epochs = [r["epoch"] for r in self.history]
+        series = {"train loss (scaled to max 1)": (epochs, _scaled([r["train_loss"] for r in self.history]))}
+        val = [(r["epoch"], r["val_mDice"]) for r in self.history if "val_mDice" in r]
+        if val:
+            series["val mDice"] = ([e for e, _ in val], [v for _, v in val])
+        line_chart(self.run_dir / "curves.png", series, title="training", xlabel="epoch", ylabel="value")
+
+
+def _scaled(values):
+    top = max(values) if values else 1.0
+    return [v / top if top else v for v in values]
+
+
+def _augment(flag):
+    if not flag:
+        return None
+    from ..data import Augment
+
+    return Augment(**flag) if isinstance(flag, dict) else Augment()
+
+
+def _progress(total: int, desc: str, enabled: bool, initial: int = 0):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="batch", dynamic_ncols=True, leave=True)
