@@ -63,6 +63,7 @@ class TorchAdam:
         step_size = self.lr / (1 - b1 ** t)
         bc2_sqrt = math.sqrt(1 - b2 ** t)
         for i, (p, g) in enumerate(zip(self.params, grads)):
+            g = g.stop_grad()  # the update must not enter autograd; never stop_grad the parameter itself
             if self.weight_decay:
                 g = g + self.weight_decay * p
             m = self.exp_avg[i] + (g - self.exp_avg[i]) * (1 - b1)
@@ -70,7 +71,7 @@ class TorchAdam:
             denom = jt.sqrt(v) / bc2_sqrt + self.eps
             self.exp_avg[i].update(m.stop_grad())
             self.exp_avg_sq[i].update(v.stop_grad())
-            p.update((p - step_size * (m / denom)).stop_grad())
+            p.update(p - step_size * (m / denom))
         jt.sync(self.params + self.exp_avg + self.exp_avg_sq)
 
     def step(self, loss: "jt.Var") -> List["jt.Var"]:
