@@ -354,9 +354,12 @@ def assign_state_dict(model, sd: Mapping[str, np.ndarray], keys: Optional[Iterab
     import jittor as jt
 
     params = model.state_dict()
+    assigned = []
     for k in (keys if keys is not None else sd.keys()):
         if k in params:
             params[k].assign(jt.array(np.ascontiguousarray(sd[k]).astype(np.float32)))
+            assigned.append(params[k])
+    jt.sync(assigned)  # materialise now, so later graphs see plain tensors, not pending array ops
 
 
 def load_state_dict(model, sd: Mapping[str, np.ndarray], strict: bool = True, source: str = "state_dict") -> LoadReport:

@@ -30,6 +30,7 @@ DEFAULTS: Dict[str, Any] = {
         "test": None,                  # optional TestDataset tree, evaluated after training
         "synthetic": None,             # {root, n_train, n_test, seed}: generate the embedded dataset
         "train_size": 352,
+        "test_size": None,             # inference size for test/predict (default: train_size)
         "val_fraction": 0.1,           # validation split carved from the training data (seeded)
         "mask_threshold": 128,
         "num_workers": 2,

@@ -33,7 +33,7 @@ def predict_and_evaluate(run_dir: Path, cfg) -> dict:
 
     ckpt = run_dir / "best.pkl" if (run_dir / "best.pkl").is_file() else run_dir / "last.pkl"
     report = predict_test_sets(ckpt, cfg["data"]["test"], run_dir / "predictions",
-                               size=int(cfg["train"]["val_size"] or cfg["data"]["train_size"]))
+                               size=int(cfg["data"]["test_size"] or cfg["data"]["train_size"]))
     table = report.markdown_table()
     print(f"\ntest-set metrics ({ckpt.name}):\n{table}")
     atomic_write_text(run_dir / "test_metrics.json", report.to_json())
@@ -55,7 +55,7 @@ def run(args) -> int:
     save_config(cfg, run_dir / "config.yaml")
     result = trainer.fit()
     train_s = time.time() - t0
-    metrics = predict_and_evaluate(run_dir, cfg)
+    predict_and_evaluate(run_dir, cfg)
     total_s = time.time() - t0
     print(f"\nquickstart: best validation mDice {result['best_val_mDice']:.4f}; "
           f"training {train_s / 60:.1f} min, total {total_s / 60:.1f} min; outputs in {run_dir}")

@@ -94,3 +94,4 @@ class TorchAdam:
             buf.assign(jt.array(np.asarray(arr, np.float32)))
         for buf, arr in zip(self.exp_avg_sq, state["exp_avg_sq"]):
             buf.assign(jt.array(np.asarray(arr, np.float32)))
+        jt.sync(self.exp_avg + self.exp_avg_sq)

@@ -62,6 +62,8 @@ class Trainer:
         self.best_score = -1.0
         self._setup_data()
         self._setup_model()
+        # BatchNorm running statistics: materialised after every update (see train_batch)
+        self.buffers = [v for n, v in self.model.named_parameters() if n.endswith(("running_mean", "running_var"))]
         self.optimizer = TorchAdam(trainable_parameters(self.model), lr=float(cfg["train"]["lr"]),
                                    betas=tuple(cfg["train"]["betas"]), weight_decay=float(cfg["train"]["weight_decay"]),
                                    clip_value=cfg["train"]["clip"])
@@ -185,6 +187,9 @@ class Trainer:
             xs, ys = rescale_batch(x, y, size)
             loss = pranet_loss(self.model(xs), ys)
             self.optimizer.step(loss)
+            # Evaluate the running-stat updates now: left lazy they would be fused into the next
+            # step's graph and round differently from a run resumed from saved values.
+            jt.sync(self.buffers + [loss])
             value = float(loss.item())
             if not math.isfinite(value):
                 raise TrainingDiverged(
