@@ -1,0 +1,80 @@
+"""``jittor-pranet test``: predict every test set of a TestDataset tree and evaluate it in one go."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from .predict import add_model_args, build_predictor, open_checkpoint, warn
+
+DESCRIPTION = """\
+Predict every test set under --data (TestDataset/<set>/images + masks: CVC-300, CVC-ClinicDB, Kvasir,
+ETIS-LaribPolypDB, CVC-ColonDB, or any folder with images/ and masks/; --data may also be one such
+set) with the official protocol (see `jittor-pranet predict --help`; each map is resized to the size
+of its GT mask, as upstream), write the maps to <out>/<set>/<stem>.png and evaluate them against
+the masks: a Markdown table on stdout, <out>/metrics.json ({set: {metric: value}}),
+<out>/metrics.csv and Dice/IoU-vs-threshold charts in <out>/curves/.  Images and masks are paired by
+file stem; images without a mask are reported and not predicted.
+"""
+
+_CHECKPOINT_SUFFIXES = (".pkl", ".pth", ".pt", ".tar", ".bin")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "test", help="predict the test sets and evaluate them (mDice, mIoU, wFm, Sm, Em, MAE)",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(p)
+    p.add_argument("--data", required=True, metavar="DIR", help="TestDataset folder (one folder per set), or one set")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: results/<checkpoint file name without extension>)")
+    p.add_argument("--sets", default=None, metavar="A,B",
+                   help="comma-separated set names to run (default: every set found)")
+    p.add_argument("--gt-threshold", type=int, choices=(0, 128), default=0,
+                   help="GT pixel is foreground when > this value: 0 (upstream Python eval, default) or 128 (MATLAB)")
+    p.add_argument("--workers", type=int, default=2, metavar="N", help="evaluation worker processes (default 2)")
+    p.set_defaults(func=run)
+
+
+def _checkpoint_stem(path: str) -> str:
+    """``runs/best.pth.tar`` -> ``best``."""
+    name = Path(path).name
+    while Path(name).suffix.lower() in _CHECKPOINT_SUFFIXES:
+        name = Path(name).stem
+    return name or "predictions"
+
+
+def _write(what: str, path: Path, action) -> None:
+    try:
+        action()
+    except OSError as exc:
+        raise UserError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def run(args) -> int:
+    from ..engine.inference import plan_test_sets, prepare_output_folder, run_test_sets
+    from ..utils.io import atomic_write_text
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be >= 1, not {args.workers}")
+    loaded, spec, size = open_checkpoint(args)
+    if spec.num_classes > 1:
+        raise UserError(f"test evaluates binary polyp segmentation; this checkpoint has {spec.num_classes} classes "
+                        "(use `predict` for its label maps)")
+    out = Path(args.out) if args.out else Path("results") / _checkpoint_stem(args.checkpoint)
+    # pair, check every file header and the output folder before loading the model
+    plans = plan_test_sets(args.data, out, args.sets, log=lambda line: print(line, file=sys.stderr))
+    prepare_output_folder(out)
+    predictor = build_predictor(args, loaded, spec, size)
+    report = run_test_sets(predictor, plans, gt_threshold=args.gt_threshold, workers=args.workers,
+                           progress=not args.no_progress, log=lambda line: print(line, file=sys.stderr))
+    for line in report.warnings():
+        warn(line)
+    print(report.markdown_table())
+    sys.stdout.flush()
+    _write("metrics", out / "metrics.json", lambda: atomic_write_text(out / "metrics.json", report.to_json()))
+    _write("metrics", out / "metrics.csv", lambda: atomic_write_text(out / "metrics.csv", report.to_csv()))
+    _write("curves to", out / "curves", lambda: report.write_curves(out / "curves"))
+    return 0
