@@ -119,6 +119,10 @@ class Trainer:
         if m.get("init_checkpoint"):
             rep = ck.load_checkpoint(self.model, m["init_checkpoint"], strict=True)
             self.log(f"model: initialised from {m['init_checkpoint']} ({len(rep.loaded)} tensors)")
+        elif m.get("backbone_weights") and not Path(m["backbone_weights"]).is_file():
+            self.log(f"WARNING: model.backbone_weights {m['backbone_weights']} not found: the encoder starts from "
+                     "RANDOM weights (see weights/README.md for the ImageNet files; set "
+                     "model.backbone_weights=null to silence this)")
         elif m.get("backbone_weights"):
             loaded = ck.read_state_dict(m["backbone_weights"])
             mapped, ignored = ck.map_backbone_state_dict(self.model, loaded.state_dict)

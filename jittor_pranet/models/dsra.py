@@ -26,11 +26,23 @@ from jittor import nn
 GAIN_MODES = ("softmax", "sigmoid", "difference")
 
 
+def softmax_channels(x):
+    """Softmax over dim 1, max-subtracted as in PyTorch.
+
+    Over a single channel PyTorch returns exactly 1 (exp(0)/exp(0)); Jittor's compiled exp is not
+    bit-exact at 0 (off by 6e-8), so that case returns ones: the official single-class behaviour.
+    """
+    if x.shape[1] == 1:
+        return jt.ones_like(x).stop_grad()
+    e = jt.exp(x - x.max(dim=1, keepdims=True))
+    return e / e.sum(dim=1, keepdims=True)
+
+
 def reverse_gain(deeper_fg, deeper_bg, size, mode: str = "softmax"):
     """Eq. (4): the gain gamma from the deeper stage's fg/bg maps, resized (bilinear) to ``size``."""
     diff = resize_bilinear(deeper_fg, size) - resize_bilinear(deeper_bg, size)
     if mode == "softmax":
-        return nn.softmax(diff, dim=1)
+        return softmax_channels(diff)
     if mode == "sigmoid":
         return jt.sigmoid(diff)
     if mode == "difference":
