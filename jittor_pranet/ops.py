@@ -11,12 +11,12 @@
 """
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Sequence, Tuple
 
 import numpy as np
 
+from .interp import interp_matrix  # noqa: F401  (re-exported)
 from .runtime import import_jittor
 
 jt = import_jittor()
@@ -31,27 +31,6 @@ __all__ = [
     "BatchNorm2d",
     "LayerNorm",
 ]
-
-
-@lru_cache(maxsize=256)
-def interp_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
-    """[out, in] float32 matrix of 1-D linear interpolation weights, PyTorch conventions."""
-    m = np.zeros((out_size, in_size), dtype=np.float64)
-    if align_corners:
-        scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-    else:
-        scale = in_size / out_size
-    for dst in range(out_size):
-        if align_corners:
-            src = scale * dst
-        else:
-            src = max(scale * (dst + 0.5) - 0.5, 0.0)
-        i0 = min(int(math.floor(src)), in_size - 1)
-        i1 = i0 + 1 if i0 < in_size - 1 else i0
-        lam = src - i0
-        m[dst, i0] += 1.0 - lam
-        m[dst, i1] += lam
-    return m.astype(np.float32)
 
 
 def _as_hw(size) -> Tuple[int, int]:

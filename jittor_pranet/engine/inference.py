@@ -218,19 +218,14 @@ class Predictor:
             outputs = self.model(jt.array(np.ascontiguousarray(batch, dtype=np.float32)))
             return prediction_logits(self.model, outputs)
 
-    def _finish(self, logits_one, out_size: Size):
-        """[1, C, S, S] logits -> lazy [C, H, W] probabilities at ``out_size``."""
-        from ..ops import jt, resize_bilinear
-
-        with jt.no_grad():
-            up = resize_bilinear(logits_one, out_size, align_corners=False)
-            if self.num_classes == 1:
-                return up.sigmoid()[0]
-            return jt.nn.softmax(up, dim=1)[0]
-
     def predict_chunk(self, images: Sequence[np.ndarray], out_sizes: Sequence[Size]) -> List[np.ndarray]:
-        """At most ``batch_size`` images in one forward pass."""
-        from ..ops import jt
+        """At most ``batch_size`` images in one forward pass.
+
+        The network runs in Jittor at the fixed network size; the resize to each image's own size and
+        the sigmoid/softmax run in numpy (:mod:`jittor_pranet.interp`, the same PyTorch-exact
+        interpolation), so new image sizes never make Jittor compile new kernels.
+        """
+        from ..interp import probabilities
 
         n = len(images)
         if n == 0:
@@ -240,13 +235,11 @@ class Predictor:
         batch = np.stack([self.preprocess(im) for im in images])
         if self.pad_batches and n < self.batch_size:
             batch = np.concatenate([batch, np.repeat(batch[-1:], self.batch_size - n, axis=0)])
-        logits = self.logits(batch)
-        outs = [self._finish(logits[i:i + 1], tuple(int(v) for v in out_sizes[i])) for i in range(n)]
-        jt.sync(outs)
+        logits = self.logits(batch).numpy()
         maps = []
-        for var in outs:
-            arr = var.numpy().astype(np.float32, copy=False)
-            maps.append(arr[0] if self.num_classes == 1 else arr)
+        for i in range(n):
+            prob = probabilities(logits[i], tuple(int(v) for v in out_sizes[i]))
+            maps.append(prob[0] if self.num_classes == 1 else prob)
         return maps
 
     def predict_batch(self, images: Sequence[np.ndarray], out_sizes: Optional[Sequence[Size]] = None) -> List[np.ndarray]:

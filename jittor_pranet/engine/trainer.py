@@ -258,8 +258,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation & records
     def validate(self) -> Dict[str, float]:
+        from ..interp import probabilities
         from ..metrics.binary import Dice, IoU
         from ..models import prediction_logits
+        from .inference import to_uint8_map
 
         self.model.eval()
         dice, iou = Dice(), IoU()
@@ -269,12 +271,10 @@ class Trainer:
             for i in range(0, len(self.val_set), 8):
                 items = [self.val_set[j] for j in range(i, min(i + 8, len(self.val_set)))]
                 x = jt.array(np.stack([it["image"] for it in items]))
-                logits = prediction_logits(self.model, self.model(x))
-                for j, item in enumerate(items):
+                logits = prediction_logits(self.model, self.model(x)).numpy()
+                for j in range(len(items)):
                     gt = read_mask(self.val_pairs[i + j][1], int(self.cfg["data"]["mask_threshold"]))
-                    prob = jt.sigmoid(resize_bilinear(logits[j:j + 1], gt.shape)).numpy()[0, 0]
-                    lo, hi = prob.min(), prob.max()
-                    pred = np.round((prob - lo) / (hi - lo + 1e-8) * 255).astype(np.uint8)
+                    pred = to_uint8_map(probabilities(logits[j], gt.shape)[0])  # the official protocol
                     dice.step(pred, gt)
                     iou.step(pred, gt)
         self.model.train()
