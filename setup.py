@@ -24,7 +24,7 @@ setup(
     extras_require={
         # PyTorch only for parity checks and benchmarks; 2.13.0 is the CPU build served locally here.
         "torch": ["torch==2.13.0"],
-        "test": ["pytest", "pysodmetrics", "torch==2.13.0"],
+        "test": ["pytest", "pysodmetrics", "medpy", "torch==2.13.0"],
     },
     entry_points={"console_scripts": ["jittor-pranet=jittor_pranet.cli:main"]},
 )
