@@ -21,7 +21,10 @@ def build_model(name: str, num_classes: int = 1, **kwargs):
         from ..errors import UserError
 
         raise UserError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    return _REGISTRY[name](num_classes=num_classes, **kwargs)
+    model = _REGISTRY[name](num_classes=num_classes, **kwargs)
+    from ..fast import accelerate  # fast CPU convolutions/BatchNorm (issue #5); JITTOR_PRANET_FAST=0 disables
+
+    return accelerate(model)
 
 
 def model_family(name: str) -> str:

@@ -1,0 +1,93 @@
+// Shared helpers for jittor-pranet's oneDNN convolution ops (see jittor_pranet/fast.py).
+//
+// Why these ops exist (measured, docs/benchmarks.md): Jittor's own mkl_conv* ops ask oneDNN for
+// "any" layouts, so every call reorders its NCHW activations into a blocked/NHWC layout and back
+// (about 10 reorders per convolution per training step), and they also route 1x1 convolutions --
+// 65% of Res2Net's FLOPs -- through blocked oneDNN kernels with the same reorders.  Here:
+//   * 1x1 / stride-1 / ungrouped convolutions are plain row-major GEMMs on NCHW memory
+//     (dnnl_sgemm, no reorder at all, forward, backward-data and backward-weights);
+//   * other convolutions use cached oneDNN primitives; the activation layout is selectable
+//     (plain NCHW, or "any" with reorders) per call so both can be measured;
+//   * forward takes an optional bias and fused ReLU (BatchNorm folded for inference).
+// Ops run one at a time on Jittor's executing thread, so one static scratch pool is enough.
+#pragma once
+#include <dnnl.hpp>
+#include <stdlib.h>
+#include <cstring>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+
+namespace jittor {
+namespace pranet_dnnl {
+
+using namespace dnnl;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+inline engine& eng() { static engine e(engine::kind::cpu, 0); return e; }
+inline stream& strm() { static stream s(eng()); return s; }
+
+// slot-indexed, grow-only, 64-byte aligned scratch buffers
+inline void* scratch(int slot, size_t bytes) {
+    static void* ptr[8] = {nullptr};
+    static size_t cap[8] = {0};
+    if (bytes > cap[slot]) {
+        if (ptr[slot]) free(ptr[slot]);
+        size_t n = (bytes + 4095) / 4096 * 4096;
+        if (posix_memalign(&ptr[slot], 64, n) != 0) ptr[slot] = nullptr;
+        cap[slot] = n;
+    }
+    return ptr[slot];
+}
+
+struct Geom {
+    int N, C, H, W, O, KH, KW, OH, OW, sh, sw, ph, pw, dh, dw, g;
+    std::string key(const char* kind, int mode, int extra) const {
+        std::ostringstream s;
+        s << kind << ':' << N << ',' << C << ',' << H << ',' << W << ',' << O << ',' << KH << ',' << KW
+          << ',' << sh << ',' << sw << ',' << ph << ',' << pw << ',' << dh << ',' << dw << ',' << g
+          << ',' << mode << ',' << extra;
+        return s.str();
+    }
+    bool is_gemm() const { return KH == 1 && KW == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0 && g == 1; }
+    memory::dims src() const { return {N, C, H, W}; }
+    memory::dims wei() const {
+        return g > 1 ? memory::dims{g, O / g, C / g, KH, KW} : memory::dims{O, C, KH, KW};
+    }
+    memory::dims dst() const { return {N, O, OH, OW}; }
+    memory::dims strides() const { return {sh, sw}; }
+    memory::dims dil() const { return {dh - 1, dw - 1}; }
+    memory::dims pad() const { return {ph, pw}; }
+    tag wtag() const { return g > 1 ? tag::goihw : tag::oihw; }
+};
+
+inline int out_size(int in, int k, int s, int p, int d) { return (in + 2 * p - d * (k - 1) - 1) / s + 1; }
+
+// user (plain) memory descriptors
+inline memory::desc plain(const memory::dims& d, tag t) { return memory::desc(d, dt::f32, t); }
+
+// run `prim` after reordering user memories into the primitive's layouts when they differ
+struct Arg { int id; memory::desc want; memory::desc user; void* ptr; bool out; };
+
+inline void run_with_reorders(const primitive& prim, Arg* args, int nargs) {
+    std::unordered_map<int, memory> margs;
+    memory outs_user[4], outs_int[4];
+    int nout = 0;
+    for (int i = 0; i < nargs; i++) {
+        Arg& a = args[i];
+        memory user(a.user, eng(), a.ptr);
+        if (a.want == a.user) { margs.insert({a.id, user}); continue; }
+        memory internal(a.want, eng(), scratch(i, a.want.get_size()));
+        if (!a.out) reorder(user, internal).execute(strm(), user, internal);
+        else { outs_user[nout] = user; outs_int[nout] = internal; nout++; }
+        margs.insert({a.id, internal});
+    }
+    prim.execute(strm(), margs);
+    for (int i = 0; i < nout; i++) reorder(outs_int[i], outs_user[i]).execute(strm(), outs_int[i], outs_user[i]);
+    strm().wait();
+}
+
+}  // namespace pranet_dnnl
+}  // namespace jittor

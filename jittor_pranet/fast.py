@@ -1,0 +1,528 @@
+"""Fast CPU paths for Jittor (issue #5): our own oneDNN/OpenMP ops, swapped into the models in place.
+
+Why (measured; numbers and commands in ``docs/benchmarks.md``):
+
+* Jittor lowers ``nn.Conv2d`` to a reindex-multiply-reduce graph that its conv tuner relays to
+  ``mkl_conv``/``mkl_conv_backward_x``/``mkl_conv_backward_w``.  Those let oneDNN pick blocked/NHWC
+  layouts, so every call reorders its NCHW activations in and out (~10 reorders per convolution per
+  training step: 1574 reorders, 0.62 s of a 4.8 s Res2Net step on one thread), and the 1x1
+  convolutions -- 65% of Res2Net's FLOPs -- pay the same reorders.
+* Jittor's generated CPU kernels are single-threaded (no OpenMP in them): everything that is not a
+  oneDNN call -- BatchNorm statistics and backward above all -- does not use the second core.
+* A batched ``jt.matmul`` on CPU is a broadcast-multiply-reduce loop, not a GEMM: PVTv2's attention
+  runs in generic loops, after materialising per-head transposes.
+
+The ops in ``jittor_pranet/csrc`` (compiled on first use with ``jt.compile_custom_ops``):
+
+* ``conv``: 1x1/stride-1 convolutions as plain GEMMs on NCHW memory (forward, backward-data,
+  backward-weights; no reorder), other convolutions through cached oneDNN primitives; optional
+  bias + fused ReLU (used by :func:`fuse_for_inference`);
+* ``bn``: training-mode BatchNorm as one forward and one backward op, OpenMP over channels,
+  statistics accumulated in double (two-pass variance, as PyTorch);
+* ``attention``: PVTv2's multi-head attention as one op on the token-major q/kv tensors (heads are
+  addressed through GEMM leading dimensions: no transposes), softmax in place;
+* ``tokens``: PVTv2's depth-wise, spatial-reduction and patch-embedding convolutions read and write
+  token-major (NHWC) tensors directly instead of transposing to NCHW and back.
+
+:func:`accelerate` switches a model's modules to these implementations in place (same parameters,
+same state dict; ``build_model`` does it by default).  Numerics: float32 rounding differences only;
+the parity suite runs with the fast path on.  ``JITTOR_PRANET_FAST=0`` (before the model is built)
+or :func:`disabled` restores Jittor's own kernels; :class:`features` keeps only some optimisations
+(benchmarks use it to measure each one).  On CUDA everything falls back to Jittor's own path.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+from pathlib import Path
+from typing import Dict, Optional
+
+from .ops import BatchNorm2d, jt
+from jittor import nn
+
+__all__ = [
+    "available",
+    "enabled",
+    "set_enabled",
+    "disabled",
+    "features",
+    "FEATURES",
+    "conv2d",
+    "FastConv2d",
+    "FastBatchNorm2d",
+    "batch_norm_train",
+    "accelerate",
+    "fuse_for_inference",
+    "unfuse",
+    "set_num_threads",
+    "get_num_threads",
+    "CONV_MODES",
+]
+
+_CSRC = Path(__file__).parent / "csrc"
+_OPS = None
+_OPS_ERROR: Optional[str] = None
+_LOCK = threading.Lock()
+_ENABLED = os.environ.get("JITTOR_PRANET_FAST", "1") != "0"
+# oneDNN layout for non-1x1 convolutions: 0 "any" (oneDNN's blocked/NHWC + reorders),
+# 1 plain NCHW (no activation reorders), 2 = everything through oneDNN "any" (as Jittor's own op)
+CONV_MODES = {"auto": 0, "nchw": 1, "onednn": 2}
+_MODE = CONV_MODES.get(os.environ.get("JITTOR_PRANET_CONV_MODE", "auto"), 0)
+# the separately switchable optimisations (benchmarks measure each one's contribution):
+#   conv      - our convolution ops (1x1 as GEMM on NCHW, others through cached oneDNN primitives)
+#   bn        - training-mode BatchNorm as two multi-threaded ops
+#   attention - PVTv2 attention as one op on token-major tensors (no per-head transposes)
+#   tokens    - PVTv2's convolutions read/write token-major (NHWC) tensors directly (no transposes)
+FEATURES = ("conv", "bn", "attention", "tokens")
+_ACTIVE = set(FEATURES)
+
+
+def _mkl_flags() -> Optional[str]:
+    """Compile/link flags for the oneDNN Jittor itself uses (its ``mkl`` folder), or None."""
+    ce = getattr(jt, "compile_extern", None)
+    if ce is None or not getattr(ce, "use_mkl", False) or getattr(ce, "mkl_ops", None) is None:
+        return None
+    from jittor_utils import home
+
+    mkl_root = Path(home()) / ".cache" / "jittor" / "mkl"
+    for d in sorted(mkl_root.glob("dnnl*")):
+        if (d / "lib" / "libmkldnn.so").is_file():
+            return f' -I"{d / "include"}" -L"{d / "lib"}" -lmkldnn '
+    return None
+
+
+def _load_ops():
+    global _OPS, _OPS_ERROR
+    if _OPS is not None or _OPS_ERROR is not None:
+        return _OPS
+    with _LOCK:
+        if _OPS is not None or _OPS_ERROR is not None:
+            return _OPS
+        if jt.flags.use_cuda:
+            return None  # Jittor's CUDA path; not cached, the CPU may be selected later
+        flags = _mkl_flags()
+        if flags is None:
+            _OPS_ERROR = "Jittor was imported without oneDNN (use_mkl=0)"
+            return None
+        names = ["pranet_conv_op", "pranet_conv_bwd_x_op", "pranet_conv_bwd_w_op", "pranet_bn_fwd_op",
+                 "pranet_bn_bwd_op", "pranet_attn_fwd_op", "pranet_attn_bwd_op"]
+        files = [str(_CSRC / f"{n}.{ext}") for n in names for ext in ("h", "cc")]
+        try:
+            _OPS = jt.compile_custom_ops(files, extra_flags=flags)
+        except Exception as exc:  # pragma: no cover - depends on the machine's compiler
+            _OPS_ERROR = f"could not compile jittor_pranet/csrc: {exc}"
+            import warnings
+
+            warnings.warn(f"jittor-pranet: {_OPS_ERROR}; using Jittor's own (slower) kernels", RuntimeWarning)
+            return None
+        return _OPS
+
+
+def available() -> bool:
+    """True when the fast ops compiled (CPU Jittor with oneDNN)."""
+    return _load_ops() is not None
+
+
+def unavailable_reason() -> Optional[str]:
+    if jt.flags.use_cuda:
+        return "CUDA: Jittor's own CUDA/cuDNN kernels are used"
+    _load_ops()
+    return _OPS_ERROR
+
+
+def enabled() -> bool:
+    return _ENABLED and not jt.flags.use_cuda and available()
+
+
+def set_enabled(flag: bool) -> None:
+    global _ENABLED
+    _ENABLED = bool(flag)
+
+
+class disabled:
+    """Context manager: build graphs with Jittor's own convolution inside the block (benchmarks)."""
+
+    def __enter__(self):
+        global _ENABLED
+        self._prev, _ENABLED = _ENABLED, False
+        return self
+
+    def __exit__(self, *exc):
+        global _ENABLED
+        _ENABLED = self._prev
+        return False
+
+
+class features:
+    """Context manager: only the named optimisations (subset of :data:`FEATURES`) inside the block."""
+
+    def __init__(self, names, conv_mode: Optional[str] = None):
+        unknown = set(names) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown fast feature(s) {sorted(unknown)}; choose from {FEATURES}")
+        self.names, self.conv_mode = set(names), conv_mode
+
+    def __enter__(self):
+        global _ACTIVE, _MODE
+        self._prev = (_ACTIVE, _MODE)
+        _ACTIVE = set(self.names)
+        if self.conv_mode is not None:
+            _MODE = CONV_MODES[self.conv_mode]
+        return self
+
+    def __exit__(self, *exc):
+        global _ACTIVE, _MODE
+        _ACTIVE, _MODE = self._prev
+        return False
+
+
+def _on(feature: str) -> bool:
+    return _ENABLED and feature in _ACTIVE
+
+
+def set_conv_mode(mode: str) -> None:
+    global _MODE
+    _MODE = CONV_MODES[mode]
+
+
+def get_conv_mode() -> str:
+    return {v: k for k, v in CONV_MODES.items()}[_MODE]
+
+
+class _ConvFn(jt.Function):
+    """Autograd wrapper: forward/backward-data/backward-weights ops (bias handled outside)."""
+
+    def __init__(self, stride, padding, dilation, groups, mode, layout=0):
+        self.cfg = (stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1], groups)
+        self.mode, self.layout = mode, layout
+
+    def execute(self, x, w):
+        self.x, self.w = x, w
+        return _OPS.pranet_conv([x, w], *self.cfg, self.mode, 0, self.layout)
+
+    def grad(self, dy):
+        sh, sw, ph, pw, dh, dw, g = self.cfg
+        x, w = self.x, self.w
+        xh, xw = (x.shape[1], x.shape[2]) if self.layout & 1 else (x.shape[2], x.shape[3])
+        dx = _OPS.pranet_conv_bwd_x(w, dy, xh, xw, sh, sw, ph, pw, dh, dw, g, self.mode, self.layout)
+        dwt = _OPS.pranet_conv_bwd_w(x, dy, w.shape[2], w.shape[3], sh, sw, ph, pw, dh, dw, g, self.mode,
+                                     self.layout)
+        return dx, dwt
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _usable(x, w, feature: str = "conv") -> bool:
+    return (_on(feature) and not jt.flags.use_cuda and str(x.dtype) == "float32" and str(w.dtype) == "float32"
+            and x.ndim == 4 and available())
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu: bool = False, layout: int = 0,
+           feature: str = "conv"):
+    """``nn.conv2d`` (float32) through the fast ops; falls back to Jittor's own otherwise.
+
+    ``layout`` bit 0: ``x`` is NHWC, bit 1: the result is NHWC (PVTv2's token-major tensors are NHWC
+    views, so its convolutions need no transposes); 0 = NCHW in and out.
+    """
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    if not _usable(x, weight, feature):
+        if layout & 1:
+            x = x.transpose(0, 3, 1, 2)
+        y = nn.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        y = nn.relu(y) if relu else y
+        return y.transpose(0, 2, 3, 1) if layout & 2 else y
+    if jt.flags.no_grad or (x.is_stop_grad() and weight.is_stop_grad()
+                            and (bias is None or bias.is_stop_grad())):
+        ins = [x, weight] + ([bias] if bias is not None else [])
+        return _OPS.pranet_conv(ins, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
+                                groups, _MODE, int(relu), int(layout))
+    y = _ConvFn(stride, padding, dilation, groups, _MODE, int(layout))(x, weight)
+    if bias is not None:
+        y = y + (bias if layout & 2 else bias.reshape(1, -1, 1, 1))
+    return nn.relu(y) if relu else y
+
+
+class FastConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose forward uses :func:`conv2d`; same parameters and state-dict names.
+
+    After :func:`fuse_for_inference` it holds BatchNorm-folded weights in private (non-parameter)
+    attributes and may apply the following ReLU itself.
+    """
+
+    def execute(self, x):
+        fused = getattr(self, "_fused", None)
+        if fused is not None and not self.is_training():
+            w, b, relu = fused
+            return conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups, relu=relu)
+        if not _usable(x, self.weight):
+            return nn.Conv2d.execute(self, x)
+        return conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class _BatchNormFn(jt.Function):
+    """Training-mode BatchNorm: one parallel op forward (statistics + normalisation), one backward."""
+
+    def __init__(self, eps: float):
+        self.eps = float(eps)
+
+    def execute(self, x, w, b):
+        y, mean, var = _OPS.pranet_bn_fwd(x, w, b, self.eps)
+        self.saved = (x, w, mean, var)
+        return y, mean.stop_grad(), var.stop_grad()
+
+    def grad(self, dy, *_):
+        x, w, mean, var = self.saved
+        dx, dw, db = _OPS.pranet_bn_bwd(x, dy, mean, var, w, self.eps)
+        return dx, dw, db
+
+
+def batch_norm_train(x, weight, bias, eps: float):
+    """(y, batch mean, biased batch variance) of a training-mode BatchNorm; None when not applicable."""
+    if not (_usable(x, weight, "bn") and str(bias.dtype) == "float32"):
+        return None
+    if jt.flags.no_grad:
+        return _OPS.pranet_bn_fwd(x, weight, bias, float(eps))
+    y, mean, var = _BatchNormFn(eps)(x, weight, bias)
+    return y, mean, var
+
+
+class FastBatchNorm2d(BatchNorm2d):
+    """:class:`jittor_pranet.ops.BatchNorm2d` whose training-mode statistics, normalisation and
+    backward run as two multi-threaded ops (Jittor's own CPU kernels are single-threaded).  Same
+    semantics: biased variance normalises, the unbiased one updates ``running_var``; eval mode is
+    unchanged."""
+
+    def execute(self, x):
+        if self.is_training():
+            out = batch_norm_train(x, self.weight, self.bias, self.eps)
+            if out is not None:
+                y, mean, var = out
+                c = self.num_features
+                count = x.numel() // c
+                m = self.momentum
+                unbiased = var * (count / max(count - 1, 1))
+                self.running_mean.update((self.running_mean * (1 - m) + mean.detach() * m).stop_grad())
+                self.running_var.update((self.running_var * (1 - m) + unbiased.detach() * m).stop_grad())
+                return y
+        return BatchNorm2d.execute(self, x)
+
+
+class _AttnFn(jt.Function):
+    def __init__(self, heads: int, scale: float):
+        self.heads, self.scale = int(heads), float(scale)
+
+    def execute(self, q, kv):
+        out, p = _OPS.pranet_attn_fwd(q, kv, self.heads, self.scale)
+        self.saved = (q, kv, p)
+        return out, p.stop_grad()
+
+    def grad(self, dout, *_):
+        q, kv, p = self.saved
+        dq, dkv = _OPS.pranet_attn_bwd(q, kv, p, dout, self.heads, self.scale)
+        return dq, dkv
+
+
+def attention(q, kv, heads: int, scale: float):
+    """``concat_h softmax(scale Q_h K_h^T) V_h`` on token-major ``q`` [B, N, C] and ``kv`` [B, M, 2C]
+    (PVTv2's layout) without materialising per-head transposes; None when not applicable."""
+    if not (q.ndim == 3 and _usable3(q, kv, "attention")):
+        return None
+    if jt.flags.no_grad:
+        return _OPS.pranet_attn_fwd(q, kv, int(heads), float(scale))[0]
+    return _AttnFn(heads, scale)(q, kv)[0]
+
+
+def _usable3(x, w, feature: str) -> bool:
+    return (_on(feature) and not jt.flags.use_cuda and str(x.dtype) == "float32" and str(w.dtype) == "float32"
+            and available())
+
+
+def _fast_attention_class():
+    from .models.pvtv2 import Attention
+
+    class FastAttention(Attention):
+        """PVTv2 spatial-reduction attention with the fused attention op (same parameters)."""
+
+        def execute(self, x, h: int, w: int):
+            b, n, c = x.shape
+            if not _usable3(x, self.q.weight, "attention"):
+                return Attention.execute(self, x, h, w)
+            q = self.q(x)
+            src = x
+            if self.sr_ratio > 1 and not _usable3(x, self.sr.weight, "tokens"):
+                red = self.sr(x.transpose(0, 2, 1).reshape(b, c, h, w))
+                src = self.norm(red.reshape(b, c, -1).transpose(0, 2, 1))
+            elif self.sr_ratio > 1:
+                sr = self.sr
+                red = conv2d(x.reshape(b, h, w, c), sr.weight, sr.bias, sr.stride, sr.padding, sr.dilation,
+                             sr.groups, layout=3, feature="tokens")
+                src = self.norm(red.reshape(b, -1, c))
+            kv = self.kv(src)
+            if jt.flags.no_grad:
+                out = _OPS.pranet_attn_fwd(q, kv, self.num_heads, float(self.scale))[0]
+            else:
+                out = _AttnFn(self.num_heads, self.scale)(q, kv)[0]
+            return self.proj(out)
+
+    FastAttention._base = Attention
+    return FastAttention
+
+
+def _fast_pvt_classes():
+    """(original, fast) class pairs for PVTv2's token-major convolutions (no NCHW transposes)."""
+    from .models.pvtv2 import DWConv, OverlapPatchEmbed
+
+    class FastDWConv(DWConv):
+        def execute(self, x, h: int, w: int):
+            b, n, c = x.shape
+            conv = self.dwconv
+            if not _usable3(x, conv.weight, "tokens"):
+                return DWConv.execute(self, x, h, w)
+            y = conv2d(x.reshape(b, h, w, c), conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
+                       conv.groups, layout=3, feature="tokens")
+            return y.reshape(b, n, c)
+
+    class FastOverlapPatchEmbed(OverlapPatchEmbed):
+        def execute(self, x):
+            p = self.proj
+            if not _usable3(x, p.weight, "tokens"):
+                return OverlapPatchEmbed.execute(self, x)
+            y = conv2d(x, p.weight, p.bias, p.stride, p.padding, p.dilation, p.groups, layout=2, feature="tokens")
+            b, h, w, c = y.shape
+            return self.norm(y.reshape(b, h * w, c)), h, w
+
+    return [(DWConv, FastDWConv), (OverlapPatchEmbed, FastOverlapPatchEmbed)]
+
+
+_SWAPS = None
+
+
+def accelerate(model, enable: bool = True):
+    """Switch every ``nn.Conv2d``/``BatchNorm2d`` of ``model`` to the fast classes in place (same
+    parameters, same state dict); ``enable=False`` switches them back."""
+    global _SWAPS
+    if enable and not _ENABLED:  # JITTOR_PRANET_FAST=0: leave Jittor's own modules in place
+        return model
+    if _SWAPS is None:
+        fa = _fast_attention_class()
+        _SWAPS = [(nn.Conv2d, FastConv2d), (BatchNorm2d, FastBatchNorm2d), (fa._base, fa)] + _fast_pvt_classes()
+    for m in model.modules():
+        for plain, fast_cls in _SWAPS:
+            if enable and type(m) is plain:
+                m.__class__ = fast_cls
+                break
+            if not enable and type(m) is fast_cls:
+                if fast_cls is FastConv2d and getattr(m, "_fused", None) is not None:
+                    break
+                m.__class__ = plain
+                break
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# BatchNorm folding for inference
+
+
+class _FoldedBatchNorm(FastBatchNorm2d):
+    """A BatchNorm whose affine transform lives in the preceding convolution (eval mode only)."""
+
+    def execute(self, x):
+        if self.is_training():
+            return FastBatchNorm2d.execute(self, x)
+        return x
+
+
+class _FoldedReLU(nn.Module):
+    pass
+
+
+def _fold(conv, bn) -> None:
+    import numpy as np
+
+    w = conv.weight.numpy().astype(np.float64)
+    scale = bn.weight.numpy().astype(np.float64) / np.sqrt(bn.running_var.numpy().astype(np.float64) + bn.eps)
+    shift = bn.bias.numpy().astype(np.float64) - bn.running_mean.numpy().astype(np.float64) * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias.numpy().astype(np.float64) * scale
+    fw = jt.array((w * scale.reshape(-1, 1, 1, 1)).astype(np.float32)).stop_grad()
+    fb = jt.array(shift.astype(np.float32)).stop_grad()
+    conv.__class__ = FastConv2d
+    conv._fused = (fw, fb, False)
+    bn.__class__ = _FoldedBatchNorm
+
+
+def _conv_bn_pairs(model):
+    """(conv, bn) pairs where the BN directly follows the conv in every forward path of our models."""
+    from .models.layers import BasicConv2d
+    from .models.res2net import Bottle2neck, Res2NetV1b
+
+    pairs = []
+    for m in model.modules():
+        if isinstance(m, BasicConv2d):
+            pairs.append((m.conv, m.bn))
+        elif isinstance(m, Bottle2neck):
+            pairs.append((m.conv1, m.bn1))
+            pairs.extend(zip(m.convs, m.bns))
+            pairs.append((m.conv3, m.bn3))
+            if m.downsample is not None:
+                pairs.append((m.downsample[1], m.downsample[2]))
+        elif isinstance(m, Res2NetV1b):
+            stem = m.conv1
+            pairs.extend([(stem[0], stem[1]), (stem[3], stem[4]), (stem[6], m.bn1)])
+    return pairs
+
+
+def fuse_for_inference(model):
+    """Fold every BatchNorm that follows a convolution into it (eval mode only; in place).
+
+    The model's parameters and state dict are untouched (the folded weights are private
+    attributes), ``model.train()`` runs the unfused graph again, and :func:`unfuse` removes the
+    folding.  Call again after loading new weights.
+    """
+    if not enabled():
+        return model
+    accelerate(model)
+    for conv, bn in _conv_bn_pairs(model):
+        _fold(conv, bn)
+    model.eval()
+    return model
+
+
+def unfuse(model):
+    for m in model.modules():
+        if isinstance(m, FastConv2d) and getattr(m, "_fused", None) is not None:
+            m._fused = None
+        if type(m) is _FoldedBatchNorm:
+            m.__class__ = FastBatchNorm2d
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
+# threads
+
+
+def _libgomp():
+    for name in ("libgomp.so.1", ctypes.util.find_library("gomp")):
+        if not name:
+            continue
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for Jittor's oneDNN calls (OpenMP, this thread); Jittor's own kernels are serial."""
+    lib = _libgomp()
+    if lib is not None:
+        lib.omp_set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    lib = _libgomp()
+    return int(lib.omp_get_max_threads()) if lib is not None else 1

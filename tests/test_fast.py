@@ -1,0 +1,173 @@
+"""The fast CPU ops of :mod:`jittor_pranet.fast` (issue #5) against Jittor's own ops and PyTorch.
+
+The model-level guarantee is the parity suite (it runs with the fast path on, as ``build_model``
+returns accelerated models); these tests pin each op down on small shapes, including the
+layouts and code paths the models do not hit at 352x352.
+"""
+import numpy as np
+import pytest
+
+from jittor_pranet import fast
+from jittor_pranet.ops import BatchNorm2d, jt
+from jittor import nn
+
+pytestmark = pytest.mark.skipif(not fast.available(), reason=f"fast ops unavailable: {fast.unavailable_reason()}")
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+CONV_CASES = [  # n, cin, cout, kernel, stride, padding, dilation, groups, h, w
+    (2, 16, 32, (1, 1), 1, (0, 0), 1, 1, 10, 11),   # sgemm path
+    (2, 16, 24, (3, 3), 1, (1, 1), 1, 1, 12, 9),
+    (1, 8, 8, (3, 3), 2, (1, 1), 1, 1, 13, 13),
+    (2, 12, 12, (3, 3), 1, (1, 1), 1, 12, 9, 8),    # depthwise
+    (2, 16, 8, (1, 5), 1, (0, 2), 1, 1, 11, 11),
+    (2, 16, 8, (3, 3), 1, (3, 3), 3, 1, 14, 14),    # dilated
+    (1, 6, 10, (2, 2), 2, (0, 0), 1, 1, 8, 8),      # patchify (PVT spatial reduction)
+    (2, 10, 20, (1, 1), 2, (0, 0), 1, 1, 9, 9),     # strided 1x1 -> oneDNN
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("mode", ["auto", "nchw", "onednn"])
+def test_conv_forward_backward_matches_jittor(case, mode):
+    n, ci, co, k, s, p, d, g, h, w = case
+    rng = np.random.default_rng(0)
+    x = jt.array(rng.standard_normal((n, ci, h, w)).astype(np.float32))
+    wt = jt.array(rng.standard_normal((co, ci // g) + k).astype(np.float32))
+    b = jt.array(rng.standard_normal((co,)).astype(np.float32))
+    gy = None
+    with fast.disabled():
+        ref = nn.conv2d(x, wt, b, s, p, d, g)
+        gy = jt.array(rng.standard_normal(ref.shape).astype(np.float32))
+        ref_grads = jt.grad((ref * gy).sum(), [x, wt, b])
+    prev = fast.get_conv_mode()
+    fast.set_conv_mode(mode)
+    try:
+        y = fast.conv2d(x, wt, b, s, p, d, g)
+        grads = jt.grad((y * gy).sum(), [x, wt, b])
+        with jt.no_grad():
+            y_relu = fast.conv2d(x, wt, b, s, p, d, g, relu=True)
+        # token-major (NHWC) input and output, as PVTv2 uses them
+        y_nhwc = fast.conv2d(x.transpose(0, 2, 3, 1), wt, b, s, p, d, g, layout=3)
+        g_nhwc = jt.grad((y_nhwc * gy.transpose(0, 2, 3, 1)).sum(), [x, wt, b])
+    finally:
+        fast.set_conv_mode(prev)
+    assert _rel(y.numpy(), ref.numpy()) < 2e-6
+    assert _rel(y_relu.numpy(), np.maximum(ref.numpy(), 0)) < 2e-6
+    assert _rel(y_nhwc.numpy().transpose(0, 3, 1, 2), ref.numpy()) < 2e-6
+    for a, r in zip(list(grads) + list(g_nhwc), list(ref_grads) * 2):
+        assert _rel(a.numpy(), r.numpy()) < 2e-6
+
+
+def test_conv_falls_back_for_float64_and_when_disabled():
+    x = jt.array(np.ones((1, 4, 5, 5)))  # float32 after jt.array; make a real float64 var
+    x64 = x.float64()
+    w64 = jt.array(np.ones((2, 4, 3, 3))).float64()
+    y = fast.conv2d(x64, w64, None, 1, 1)
+    assert str(y.dtype) == "float64" and y.shape == [1, 2, 5, 5]
+    with fast.disabled():
+        assert not fast.enabled()
+    assert fast.enabled()
+
+
+def test_batchnorm_train_matches_torch_in_float64():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    for shape in [(2, 32, 20, 21), (1, 8, 5, 5), (4, 16, 1, 1)]:
+        c = shape[1]
+        xn = (rng.standard_normal(shape) * 3 + 5).astype(np.float32)
+        gn = rng.standard_normal(shape).astype(np.float32)
+        wn, bn = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+        m = fast.accelerate(_bn_module(c, wn, bn))
+        assert type(m.bn).__name__ == "FastBatchNorm2d"
+        m.train()
+        tb = torch.nn.BatchNorm2d(c).double().train()
+        tb.weight.data, tb.bias.data = torch.from_numpy(wn).double(), torch.from_numpy(bn).double()
+        tx = torch.from_numpy(xn).double().requires_grad_()
+        ty = tb(tx)
+        (ty * torch.from_numpy(gn).double()).sum().backward()
+        x = jt.array(xn)
+        y = m(x)
+        gx, gw, gb = jt.grad((y * jt.array(gn)).sum(), [x, m.bn.weight, m.bn.bias])
+        assert _rel(y.numpy(), ty.detach().numpy()) < 1e-6
+        assert _rel(gx.numpy(), tx.grad.numpy()) < 1e-6
+        assert _rel(gw.numpy(), tb.weight.grad.numpy()) < 1e-6
+        assert _rel(gb.numpy(), tb.bias.grad.numpy()) < 1e-6
+        assert _rel(m.bn.running_mean.numpy(), tb.running_mean.numpy()) < 1e-6
+        assert _rel(m.bn.running_var.numpy(), tb.running_var.numpy()) < 1e-6
+
+
+class _BNHolder(nn.Module):
+    def __init__(self, c):
+        self.bn = BatchNorm2d(c)
+
+    def execute(self, x):
+        return self.bn(x)
+
+
+def _bn_module(c, w, b):
+    m = _BNHolder(c)
+    m.bn.weight.assign(jt.array(w))
+    m.bn.bias.assign(jt.array(b))
+    return m
+
+
+@pytest.mark.parametrize("dim,heads,sr", [(64, 1, 8), (128, 2, 4), (320, 5, 2), (512, 8, 1)])
+def test_pvt_attention_matches_plain(dim, heads, sr):
+    from jittor_pranet.models.pvtv2 import Attention
+
+    h, w, b = (16, 16, 2) if sr == 8 else (8, 6, 2)
+    plain = Attention(dim, heads, True, sr)
+    quick = Attention(dim, heads, True, sr)
+    quick.load_state_dict(plain.state_dict())
+    fast.accelerate(quick)
+    assert type(quick).__name__ == "FastAttention"
+    rng = np.random.default_rng(2)
+    xn = rng.standard_normal((b, h * w, dim)).astype(np.float32)
+    gn = rng.standard_normal((b, h * w, dim)).astype(np.float32)
+    outs = []
+    for m in (plain, quick):
+        x = jt.array(xn)
+        y = m(x, h, w)
+        grads = jt.grad((y * jt.array(gn)).sum(), [x] + list(m.parameters()))
+        outs.append([y.numpy()] + [g.numpy() for g in grads])
+    for a, r in zip(outs[1], outs[0]):
+        assert _rel(a, r) < 5e-6
+    with jt.no_grad():
+        assert _rel(quick(jt.array(xn), h, w).numpy(), outs[0][0]) < 5e-6
+
+
+def test_accelerate_round_trip_keeps_state_dict():
+    from jittor_pranet.models import build_model
+
+    m = build_model("pranet_v2_pvt")
+    kinds = {type(x).__name__ for x in m.modules()}
+    assert {"FastConv2d", "FastBatchNorm2d", "FastAttention", "FastDWConv", "FastOverlapPatchEmbed"} <= kinds
+    keys = list(m.state_dict())
+    fast.accelerate(m, enable=False)
+    kinds = {type(x).__name__ for x in m.modules()}
+    assert not any(k.startswith("Fast") for k in kinds)
+    assert list(m.state_dict()) == keys
+
+
+def test_fused_inference_parity_with_torch():
+    pytest.importorskip("torch")
+    from jittor_pranet import parity
+
+    jm, tm = parity.make_pair("pranet_v2_res2net", 1, seed=4)
+    keys = list(jm.state_dict())
+    fast.fuse_for_inference(jm)
+    assert list(jm.state_dict()) == keys  # folding keeps the checkpoint format
+    x = np.random.default_rng(5).standard_normal((2, 3, 96, 128)).astype(np.float32)
+    rows = parity.compare_forward(jm, tm, x, parity.V2_OUTPUTS)
+    bad = [(r.tensor, r.rel) for r in rows if not r.passed(parity.DEFAULT_TOLERANCE)]
+    assert not bad
+    # training mode runs the unfolded graph again
+    jm.train()
+    assert any(type(m).__name__ == "_FoldedBatchNorm" for m in jm.modules())
+    fast.unfuse(jm)
+    assert not any(type(m).__name__ == "_FoldedBatchNorm" for m in jm.modules())
