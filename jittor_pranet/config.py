@@ -48,6 +48,7 @@ DEFAULTS: Dict[str, Any] = {
         "lr_decay_rate": 0.1,
         "lr_decay_every": 50,          # epochs; the official 30-epoch runs never decay
         "seed": 0,
+        "sync_bn": True,               # MPI only: BatchNorm statistics over all ranks (= one big batch)
         "checkpoint_every": 0,         # also checkpoint every N steps mid-epoch (0: epoch ends only)
         "val_every": 1,
         "val_size": None,              # default: data.train_size

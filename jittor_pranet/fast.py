@@ -297,7 +297,7 @@ class FastBatchNorm2d(BatchNorm2d):
     unchanged."""
 
     def execute(self, x):
-        if self.is_training():
+        if self.is_training() and not (self.sync_stats and jt.in_mpi):  # SyncBN: the plain module
             out = batch_norm_train(x, self.weight, self.bias, self.eps)
             if out is not None:
                 y, mean, var = out

@@ -112,6 +112,15 @@ def avg_pool_ceil(x: "jt.Var", k: int) -> "jt.Var":
     return x.reshape(n, c, oh, k, ow, k).mean(dims=(3, 5))
 
 
+def mpi_mean(v: "jt.Var") -> "jt.Var":
+    """Mean of ``v`` over MPI ranks with the right gradient.
+
+    Jittor's ``mpi_all_reduce("mean")`` back-propagates an all-reduce *sum* of the incoming gradient
+    (``mpi_all_reduce_op.cc``), i.e. world_size times too much; sum-then-divide differentiates exactly.
+    """
+    return v.mpi_all_reduce("add") / jt.world_size
+
+
 class BatchNorm2d(nn.Module):
     """BatchNorm with PyTorch's training semantics (unbiased running_var, two-pass variance).
 
@@ -128,13 +137,22 @@ class BatchNorm2d(nn.Module):
         self.running_mean = init.constant((num_features,), "float32", 0.0).stop_grad()
         self.running_var = init.constant((num_features,), "float32", 1.0).stop_grad()
 
+    #: data-parallel (MPI) training: batch statistics over all ranks' batches ("SyncBN"), so that N
+    #: ranks x batch b train exactly as one process with batch N*b. Set by the trainer, not by default.
+    sync_stats: bool = False
+
     def execute(self, x: "jt.Var") -> "jt.Var":
         c = self.num_features
         if self.is_training():
+            sync = self.sync_stats and jt.in_mpi
             mean = x.mean(dims=(0, 2, 3))
+            if sync:
+                mean = mpi_mean(mean)
             centred = x - mean.reshape(1, c, 1, 1)
             var = (centred * centred).mean(dims=(0, 2, 3))
-            count = x.numel() // c
+            if sync:
+                var = mpi_mean(var)
+            count = x.numel() // c * (jt.world_size if sync else 1)
             m = self.momentum
             unbiased = var * (count / max(count - 1, 1))
             self.running_mean.update((self.running_mean * (1 - m) + mean.detach() * m).stop_grad())

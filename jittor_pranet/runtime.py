@@ -140,6 +140,14 @@ def configure(device: Optional[str] = None) -> RuntimeInfo:
     env.setdefault("use_cutt", "0")  # no cutt download on GPU machines
     env.setdefault("use_cutlass", "0")  # no cutlass download on GPU machines
     env.setdefault("log_silent", "1")
+    if "OMPI_COMM_WORLD_SIZE" not in env:
+        # Outside mpirun, keep Jittor from compiling and dlopen-ing its MPI ops just because mpicc
+        # is installed: a single process behaves the same with or without OpenMPI on the machine.
+        if "use_mpi" not in env:
+            env["use_mpi"] = "0"
+            env["_JITTOR_PRANET_USE_MPI_OFF"] = "1"  # ours, not the user's: children under mpirun drop it
+    elif env.pop("_JITTOR_PRANET_USE_MPI_OFF", None):
+        env.pop("use_mpi", None)
     home = _jittor_home()
     info.jittor_home = str(home / ".cache" / "jittor")
 

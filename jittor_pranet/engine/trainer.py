@@ -139,6 +139,27 @@ class Trainer:
             self.log("warning: model.backbone_weights is not set: the encoder starts from random weights "
                      "(fine for the synthetic quickstart; for real data use the ImageNet .pth)")
 
+        if jt.in_mpi:
+            self._setup_data_parallel()
+
+    def _setup_data_parallel(self) -> None:
+        """MPI: every rank starts from rank 0's weights (Jittor seeds ranks differently) and, with
+        ``train.sync_bn``, BatchNorm normalises with the statistics of all ranks' batches, so that
+        N ranks x batch b follow the same trajectory as one process with batch N*b."""
+        from ..ops import BatchNorm2d
+
+        sync = bool(self.cfg["train"]["sync_bn"])
+        for module in self.model.modules():
+            if isinstance(module, BatchNorm2d):
+                module.sync_stats = sync
+        params = [p for _, p in self.model.named_parameters()]  # running statistics included
+        for p in params:
+            p.assign(p.mpi_broadcast(0))
+        jt.sync(params)
+        self.log(f"data parallel: {jt.world_size} ranks x batch {self.cfg['train']['batch_size']} "
+                 f"(global batch {jt.world_size * int(self.cfg['train']['batch_size'])}), "
+                 f"BatchNorm statistics {'synchronised' if sync else 'per rank'}")
+
     # ------------------------------------------------------------------ checkpoints
     def _meta(self) -> Dict[str, Any]:
         m = self.cfg["model"]
