@@ -43,8 +43,8 @@ class TorchAdam:
         self.weight_decay = weight_decay
         self.clip_value = clip_value
         self.step_count = 0
-        self.exp_avg = [jt.zeros(p.shape, "float32").stop_grad() for p in self.params]
-        self.exp_avg_sq = [jt.zeros(p.shape, "float32").stop_grad() for p in self.params]
+        self.exp_avg = [jt.zeros(p.shape, p.dtype).stop_grad() for p in self.params]
+        self.exp_avg_sq = [jt.zeros(p.shape, p.dtype).stop_grad() for p in self.params]
 
     def compute_grads(self, loss: "jt.Var") -> List["jt.Var"]:
         grads = jt.grad(loss, self.params)
@@ -90,8 +90,6 @@ class TorchAdam:
             raise ValueError("optimizer state does not match the model's parameters")
         self.step_count = int(state["step"])
         self.lr = float(state["lr"])
-        for buf, arr in zip(self.exp_avg, state["exp_avg"]):
-            buf.assign(jt.array(np.asarray(arr, np.float32)))
-        for buf, arr in zip(self.exp_avg_sq, state["exp_avg_sq"]):
-            buf.assign(jt.array(np.asarray(arr, np.float32)))
+        for buf, arr in zip(self.exp_avg + self.exp_avg_sq, list(state["exp_avg"]) + list(state["exp_avg_sq"])):
+            buf.assign(jt.array(np.asarray(arr, str(buf.dtype))))
         jt.sync(self.exp_avg + self.exp_avg_sq)
