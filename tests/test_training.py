@@ -74,8 +74,13 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, tiny_data)
     for x, y in zip(meta_a["train_state"]["optimizer"]["exp_avg"], meta_b["train_state"]["optimizer"]["exp_avg"]):
         assert np.array_equal(x, y)
     # records of a run
-    for name in ("config.yaml", "metrics.csv", "metrics.json", "curves.png", "best.pkl"):
+    for name in ("config.yaml", "metrics.csv", "metrics.json", "curves.png", "best.pkl", "steps.csv"):
         assert (ref_dir / name).is_file(), name
+    rows = (ref_dir / "steps.csv").read_text().splitlines()
+    assert rows[0] == "step,epoch,lr,size,loss,seconds"
+    steps = [r.split(",") for r in rows[1:]]
+    assert [int(r[0]) for r in steps] == list(range(1, meta_a["step"] + 1))
+    assert all(np.isfinite(float(r[4])) and r[3] == "64" for r in steps)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_data):

@@ -240,8 +240,10 @@ class Trainer:
                             initial=self.loader.state_dict()["position"])
             for batch in self.loader:
                 jt.set_global_seed(int(t["seed"]) * 1000003 + self.step)  # resume-independent randomness
+                t_step = time.time()
                 losses = self.train_batch(batch["image"], batch["mask"])
                 self.step += 1
+                self._log_step(losses, time.time() - t_step)
                 n_batches += 1
                 n_images += len(batch["image"])
                 main_loss = losses.get(self.train_size, next(iter(losses.values())))
@@ -276,6 +278,21 @@ class Trainer:
             self.write_records()
         return {"epochs": self.epoch, "steps": self.step, "best_val_mDice": self.best_score,
                 "history": self.history}
+
+    def _log_step(self, losses: Dict[int, float], seconds: float) -> None:
+        """One line per optimizer batch in ``steps.csv`` (rank 0): a short run shows its loss falling.
+
+        Appended and flushed per step; after a crash and ``--resume`` the steps since the last
+        checkpoint appear twice (the later lines are the ones the resumed run computed)."""
+        if not is_main_process():
+            return
+        path = self.run_dir / "steps.csv"
+        new = not path.is_file()
+        with open(path, "a") as f:
+            if new:
+                f.write("step,epoch,lr,size,loss,seconds\n")
+            for size, value in losses.items():
+                f.write(f"{self.step},{self.epoch + 1},{self.optimizer.lr:.6g},{size},{value:.6f},{seconds:.3f}\n")
 
     # ------------------------------------------------------------------ validation & records
     def validate(self) -> Dict[str, float]:
