@@ -21,6 +21,8 @@ The ops in ``jittor_pranet/csrc`` (compiled on first use with ``jt.compile_custo
   statistics accumulated in double (two-pass variance, as PyTorch);
 * ``attention``: PVTv2's multi-head attention as one op on the token-major q/kv tensors (heads are
   addressed through GEMM leading dimensions: no transposes), softmax in place;
+* ``norm``: PVTv2's LayerNorm (forward and backward, statistics in double) and exact GELU as
+  multi-threaded ops;
 * ``tokens``: PVTv2's depth-wise, spatial-reduction and patch-embedding convolutions read and write
   token-major (NHWC) tensors directly instead of transposing to NCHW and back.
 
@@ -39,7 +41,7 @@ import threading
 from pathlib import Path
 from typing import Dict, Optional
 
-from .ops import BatchNorm2d, jt
+from .ops import BatchNorm2d, LayerNorm, jt
 from jittor import nn
 
 __all__ = [
@@ -52,6 +54,8 @@ __all__ = [
     "conv2d",
     "FastConv2d",
     "FastBatchNorm2d",
+    "FastLayerNorm",
+    "FastGELU",
     "batch_norm_train",
     "accelerate",
     "fuse_for_inference",
@@ -75,7 +79,8 @@ _MODE = CONV_MODES.get(os.environ.get("JITTOR_PRANET_CONV_MODE", "auto"), 0)
 #   bn        - training-mode BatchNorm as two multi-threaded ops
 #   attention - PVTv2 attention as one op on token-major tensors (no per-head transposes)
 #   tokens    - PVTv2's convolutions read/write token-major (NHWC) tensors directly (no transposes)
-FEATURES = ("conv", "bn", "attention", "tokens")
+#   norm      - LayerNorm and GELU (PVTv2) as multi-threaded ops
+FEATURES = ("conv", "bn", "attention", "tokens", "norm")
 _ACTIVE = set(FEATURES)
 
 
@@ -107,7 +112,8 @@ def _load_ops():
             _OPS_ERROR = "Jittor was imported without oneDNN (use_mkl=0)"
             return None
         names = ["pranet_conv_op", "pranet_conv_bwd_x_op", "pranet_conv_bwd_w_op", "pranet_bn_fwd_op",
-                 "pranet_bn_bwd_op", "pranet_attn_fwd_op", "pranet_attn_bwd_op"]
+                 "pranet_bn_bwd_op", "pranet_attn_fwd_op", "pranet_attn_bwd_op", "pranet_ln_fwd_op",
+                 "pranet_ln_bwd_op", "pranet_gelu_op"]
         files = [str(_CSRC / f"{n}.{ext}") for n in names for ext in ("h", "cc")]
         try:
             _OPS = jt.compile_custom_ops(files, extra_flags=flags)
@@ -341,6 +347,53 @@ def _usable3(x, w, feature: str) -> bool:
             and available())
 
 
+class _LayerNormFn(jt.Function):
+    def __init__(self, eps: float):
+        self.eps = float(eps)
+
+    def execute(self, x, w, b):
+        y, mean, rstd = _OPS.pranet_ln_fwd(x, w, b, self.eps)
+        self.saved = (x, w, mean, rstd)
+        return y
+
+    def grad(self, dy):
+        x, w, mean, rstd = self.saved
+        dx, dw, db = _OPS.pranet_ln_bwd(x, dy, mean, rstd, w)
+        return dx, dw, db
+
+
+class FastLayerNorm(LayerNorm):
+    """:class:`jittor_pranet.ops.LayerNorm` as one multi-threaded op forward and one backward
+    (same parameters; two-pass statistics in double)."""
+
+    def execute(self, x):
+        if not (_usable3(x, self.weight, "norm") and str(self.bias.dtype) == "float32"):
+            return LayerNorm.execute(self, x)
+        if jt.flags.no_grad or (x.is_stop_grad() and self.weight.is_stop_grad() and self.bias.is_stop_grad()):
+            return _OPS.pranet_ln_fwd(x, self.weight, self.bias, float(self.eps))[0]
+        return _LayerNormFn(self.eps)(x, self.weight, self.bias)
+
+
+class _GeluFn(jt.Function):
+    def execute(self, x):
+        self.x = x
+        return _OPS.pranet_gelu(x, x, 0)
+
+    def grad(self, dy):
+        return _OPS.pranet_gelu(self.x, dy, 1)
+
+
+class FastGELU(nn.GELU):
+    """Exact (erf) GELU as one multi-threaded op (Jittor's own element-wise kernels are serial)."""
+
+    def execute(self, x):
+        if not (str(x.dtype) == "float32" and _on("norm") and not jt.flags.use_cuda and available()):
+            return nn.GELU.execute(self, x)
+        if jt.flags.no_grad or x.is_stop_grad():
+            return _OPS.pranet_gelu(x, x, 0)
+        return _GeluFn()(x)
+
+
 def _fast_attention_class():
     from .models.pvtv2 import Attention
 
@@ -409,7 +462,8 @@ def accelerate(model, enable: bool = True):
         return model
     if _SWAPS is None:
         fa = _fast_attention_class()
-        _SWAPS = [(nn.Conv2d, FastConv2d), (BatchNorm2d, FastBatchNorm2d), (fa._base, fa)] + _fast_pvt_classes()
+        _SWAPS = [(nn.Conv2d, FastConv2d), (BatchNorm2d, FastBatchNorm2d), (fa._base, fa),
+                  (LayerNorm, FastLayerNorm), (nn.GELU, FastGELU)] + _fast_pvt_classes()
     for m in model.modules():
         for plain, fast_cls in _SWAPS:
             if enable and type(m) is plain:

@@ -141,12 +141,57 @@ def test_pvt_attention_matches_plain(dim, heads, sr):
         assert _rel(quick(jt.array(xn), h, w).numpy(), outs[0][0]) < 5e-6
 
 
+@pytest.mark.parametrize("shape,eps", [((2, 37, 64), 1e-6), ((3, 5, 320), 1e-5), ((7, 512), 1e-6)])
+def test_layernorm_matches_plain_module(shape, eps):
+    from jittor_pranet.ops import LayerNorm
+
+    c = shape[-1]
+    rng = np.random.default_rng(6)
+    plain, quick = LayerNorm(c, eps=eps), LayerNorm(c, eps=eps)
+    w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    for m in (plain, quick):
+        m.weight.assign(jt.array(w))
+        m.bias.assign(jt.array(b))
+    fast.accelerate(quick)
+    assert type(quick).__name__ == "FastLayerNorm"
+    xn = (rng.standard_normal(shape) * 2 + 3).astype(np.float32)
+    gn = rng.standard_normal(shape).astype(np.float32)
+    outs = []
+    for m in (plain, quick):
+        x = jt.array(xn)
+        y = m(x)
+        grads = jt.grad((y * jt.array(gn)).sum(), [x, m.weight, m.bias])
+        outs.append([y.numpy()] + [g.numpy() for g in grads])
+    for a, r in zip(outs[1], outs[0]):
+        assert _rel(a, r) < 5e-6
+    with jt.no_grad():
+        assert _rel(quick(jt.array(xn)).numpy(), outs[0][0]) < 5e-6
+
+
+def test_gelu_matches_plain_module():
+    rng = np.random.default_rng(7)
+    xn = (rng.standard_normal((3, 50, 40)) * 3).astype(np.float32)
+    gn = rng.standard_normal(xn.shape).astype(np.float32)
+    quick = fast.accelerate(nn.GELU())
+    assert type(quick).__name__ == "FastGELU"
+    outs = []
+    for m in (nn.GELU(), quick):
+        x = jt.array(xn)
+        y = m(x)
+        (gx,) = jt.grad((y * jt.array(gn)).sum(), [x])
+        outs.append((y.numpy(), gx.numpy()))
+    assert _rel(outs[1][0], outs[0][0]) < 2e-6 and _rel(outs[1][1], outs[0][1]) < 2e-6
+    with fast.features(["conv"]):  # switched off: Jittor's own kernel
+        assert _rel(quick(jt.array(xn)).numpy(), outs[0][0]) < 2e-6
+
+
 def test_accelerate_round_trip_keeps_state_dict():
     from jittor_pranet.models import build_model
 
     m = build_model("pranet_v2_pvt")
     kinds = {type(x).__name__ for x in m.modules()}
-    assert {"FastConv2d", "FastBatchNorm2d", "FastAttention", "FastDWConv", "FastOverlapPatchEmbed"} <= kinds
+    assert {"FastConv2d", "FastBatchNorm2d", "FastAttention", "FastDWConv", "FastOverlapPatchEmbed", "FastLayerNorm",
+            "FastGELU"} <= kinds
     keys = list(m.state_dict())
     fast.accelerate(m, enable=False)
     kinds = {type(x).__name__ for x in m.modules()}
