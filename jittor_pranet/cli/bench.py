@@ -57,6 +57,9 @@ def register(sub) -> None:
     p.add_argument("--eval-size", default="1225x966", help="WxH of the synthetic maps (default 1225x966)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads for both frameworks (default: their own default, i.e. all cores)")
+    p.add_argument("--glibc-defaults", action="store_true",
+                   help="leave glibc's malloc trimming on (by default freed memory is kept in the process: with "
+                        "trimming PyTorch page-faults every large activation and its first model runs ~35%% slow)")
     p.add_argument("--quick", action="store_true", help="a few minutes on a 2-core CPU (see the defaults above)")
     p.add_argument("--json", metavar="FILE", help="write all results as JSON")
     p.add_argument("--markdown", metavar="FILE", help="also write the Markdown tables to FILE")
@@ -100,7 +103,7 @@ def run(args) -> int:
     over = dict(models=args.models, batches=args.batches, train_batch=args.train_batch, repeats=args.repeats,
                 eval_images=args.eval_images)
     common = dict(size=args.size, train_size=args.train_size or args.size, multiscale=tuple(args.multiscale or ()), warmup=args.warmup, device=args.device,
-                  threads=args.threads, variants=args.variants, inference=not args.no_inference,
+                  threads=args.threads, keep_freed_memory=not args.glibc_defaults, variants=args.variants, inference=not args.no_inference,
                   training=not args.no_training, multiscale_training=bool(args.multiscale), eval_size=(w, h),
                   command=" ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]))
     if args.quick:
