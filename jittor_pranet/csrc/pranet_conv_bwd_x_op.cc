@@ -51,22 +51,14 @@ void PranetConvBwdXOp::jit_run() {
         return;
     }
     static std::unordered_map<std::string, std::unique_ptr<BwdXEntry>> cache;
-    const int plain_act = mode == 1;
     auto key = G.key("bwdx", mode, layout);
     auto it = cache.find(key);
     if (it == cache.end()) {
-        auto any = tag::any;
-        memory::desc src_md(G.src(), dt::f32, plain_act ? xt : any);
-        memory::desc dst_md(G.dst(), dt::f32, plain_act ? yt : any);
-        memory::desc w_md(G.wei(), dt::f32, any);
-        auto fwd = convolution_forward::primitive_desc(
-            convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, src_md, w_md,
-                                      dst_md, G.strides(), G.dil(), G.pad(), G.pad()),
-            eng());
+        const ConvMds m = wanted_mds(G, mode, xt, yt);
         auto pd = convolution_backward_data::primitive_desc(
-            convolution_backward_data::desc(algorithm::convolution_direct, src_md, w_md, dst_md, G.strides(),
+            convolution_backward_data::desc(algorithm::convolution_direct, m.src, m.wei, m.dst, G.strides(),
                                             G.dil(), G.pad(), G.pad()),
-            eng(), fwd);
+            eng(), training_hint(G, m));
         it = cache.emplace(key, std::unique_ptr<BwdXEntry>(new BwdXEntry{pd, convolution_backward_data(pd)})).first;
     }
     auto& E = *it->second;

@@ -73,19 +73,15 @@ void PranetConvOp::jit_run() {
         return;
     }
     static std::unordered_map<std::string, std::unique_ptr<FwdEntry>> cache;
-    const int plain_act = mode == 1;
     auto key = G.key("fwd", mode, (b ? 1 : 0) + 2 * relu + 4 * layout);
     auto it = cache.find(key);
     if (it == cache.end()) {
-        auto any = tag::any;
-        memory::desc src_md(G.src(), dt::f32, plain_act ? xt : any);
-        memory::desc dst_md(G.dst(), dt::f32, plain_act ? yt : any);
-        memory::desc w_md(G.wei(), dt::f32, any);
+        const ConvMds m = wanted_mds(G, mode, xt, yt);
         memory::desc b_md({G.O}, dt::f32, tag::x);
         auto d = b ? convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct,
-                                               src_md, w_md, b_md, dst_md, G.strides(), G.dil(), G.pad(), G.pad())
+                                               m.src, m.wei, b_md, m.dst, G.strides(), G.dil(), G.pad(), G.pad())
                    : convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct,
-                                               src_md, w_md, dst_md, G.strides(), G.dil(), G.pad(), G.pad());
+                                               m.src, m.wei, m.dst, G.strides(), G.dil(), G.pad(), G.pad());
         primitive_attr attr;
         if (relu) {
             post_ops po;

@@ -68,6 +68,22 @@ inline int out_size(int in, int k, int s, int p, int d) { return (in + 2 * p - d
 // user (plain) memory descriptors
 inline memory::desc plain(const memory::dims& d, tag t) { return memory::desc(d, dt::f32, t); }
 
+// the layouts a primitive is asked for: activations plain (mode 1) or oneDNN's choice, weights its choice
+struct ConvMds { memory::desc src, wei, dst; };
+inline ConvMds wanted_mds(const Geom& G, int mode, tag xt, tag yt) {
+    const bool plain_act = mode == 1;
+    return {memory::desc(G.src(), dt::f32, plain_act ? xt : tag::any), memory::desc(G.wei(), dt::f32, tag::any),
+            memory::desc(G.dst(), dt::f32, plain_act ? yt : tag::any)};
+}
+
+// the forward-training primitive a backward primitive descriptor needs as its hint
+inline convolution_forward::primitive_desc training_hint(const Geom& G, const ConvMds& m) {
+    return convolution_forward::primitive_desc(
+        convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, m.src, m.wei, m.dst,
+                                  G.strides(), G.dil(), G.pad(), G.pad()),
+        eng());
+}
+
 // run `prim` after reordering user memories into the primitive's layouts when they differ
 struct Arg { int id; memory::desc want; memory::desc user; void* ptr; bool out; };
 
