@@ -39,7 +39,7 @@ import ctypes.util
 import os
 import threading
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
 
 from .ops import BatchNorm2d, LayerNorm, jt
 from jittor import nn
@@ -307,12 +307,7 @@ class FastBatchNorm2d(BatchNorm2d):
             out = batch_norm_train(x, self.weight, self.bias, self.eps)
             if out is not None:
                 y, mean, var = out
-                c = self.num_features
-                count = x.numel() // c
-                m = self.momentum
-                unbiased = var * (count / max(count - 1, 1))
-                self.running_mean.update((self.running_mean * (1 - m) + mean.detach() * m).stop_grad())
-                self.running_var.update((self.running_var * (1 - m) + unbiased.detach() * m).stop_grad())
+                self.track_batch_statistics(mean, var, x.numel() // self.num_features)
                 return y
         return BatchNorm2d.execute(self, x)
 
@@ -387,7 +382,7 @@ class FastGELU(nn.GELU):
     """Exact (erf) GELU as one multi-threaded op (Jittor's own element-wise kernels are serial)."""
 
     def execute(self, x):
-        if not (str(x.dtype) == "float32" and _on("norm") and not jt.flags.use_cuda and available()):
+        if not _usable3(x, x, "norm"):
             return nn.GELU.execute(self, x)
         if jt.flags.no_grad or x.is_stop_grad():
             return _OPS.pranet_gelu(x, x, 0)

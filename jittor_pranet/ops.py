@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import numpy as np
 
@@ -137,6 +137,13 @@ class BatchNorm2d(nn.Module):
         self.running_mean = init.constant((num_features,), "float32", 0.0).stop_grad()
         self.running_var = init.constant((num_features,), "float32", 1.0).stop_grad()
 
+    def track_batch_statistics(self, mean: "jt.Var", var: "jt.Var", count: int) -> None:
+        """PyTorch's running-statistics update: momentum average, *unbiased* variance of ``count`` values."""
+        m = self.momentum
+        unbiased = var * (count / max(count - 1, 1))
+        self.running_mean.update((self.running_mean * (1 - m) + mean.detach() * m).stop_grad())
+        self.running_var.update((self.running_var * (1 - m) + unbiased.detach() * m).stop_grad())
+
     #: data-parallel (MPI) training: batch statistics over all ranks' batches ("SyncBN"), so that N
     #: ranks x batch b train exactly as one process with batch N*b. Set by the trainer, not by default.
     sync_stats: bool = False
@@ -152,16 +159,19 @@ class BatchNorm2d(nn.Module):
             var = (centred * centred).mean(dims=(0, 2, 3))
             if sync:
                 var = mpi_mean(var)
-            count = x.numel() // c * (jt.world_size if sync else 1)
-            m = self.momentum
-            unbiased = var * (count / max(count - 1, 1))
-            self.running_mean.update((self.running_mean * (1 - m) + mean.detach() * m).stop_grad())
-            self.running_var.update((self.running_var * (1 - m) + unbiased.detach() * m).stop_grad())
+            self.track_batch_statistics(mean, var, x.numel() // c * (jt.world_size if sync else 1))
             scale = self.weight / jt.sqrt(var + self.eps)
             return centred * scale.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
         scale = self.weight / jt.sqrt(self.running_var + self.eps)
         shift = self.bias - self.running_mean * scale
         return x * scale.reshape(1, c, 1, 1) + shift.reshape(1, c, 1, 1)
+
+
+def set_sync_batchnorm(model: nn.Module, sync: bool) -> None:
+    """Switch every BatchNorm2d of ``model`` to (or from) statistics over all MPI ranks."""
+    for module in model.modules():
+        if isinstance(module, BatchNorm2d):
+            module.sync_stats = bool(sync)
 
 
 class LayerNorm(nn.Module):

@@ -14,13 +14,11 @@ from jittor_pranet.config import load_config
 from jittor_pranet.engine.optim import trainable_named_parameters
 from jittor_pranet.engine.trainer import Trainer
 from jittor_pranet.losses import pranet_loss
-from jittor_pranet.ops import BatchNorm2d, jt, mpi_mean
+from jittor_pranet.ops import jt, mpi_mean, set_sync_batchnorm
 
 
 def one_step(trainer, images, masks, sync: bool, dtype: str):
-    for m in trainer.model.modules():
-        if isinstance(m, BatchNorm2d):
-            m.sync_stats = sync
+    set_sync_batchnorm(trainer.model, sync)
     loss = pranet_loss(trainer.model(jt.array(images).cast(dtype)), jt.array(masks).cast(dtype))
     grads = trainer.optimizer.compute_grads(loss)
     mean_loss = mpi_mean(loss) if jt.in_mpi else loss

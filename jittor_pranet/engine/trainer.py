@@ -18,12 +18,12 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
 
 from .. import checkpoint as ck
-from ..config import save_config, scale_sizes
+from ..config import scale_sizes
 from ..errors import UserError
 from ..ops import jt, resize_bilinear
 from .optim import TorchAdam, trainable_parameters
@@ -146,12 +146,10 @@ class Trainer:
         """MPI: every rank starts from rank 0's weights (Jittor seeds ranks differently) and, with
         ``train.sync_bn``, BatchNorm normalises with the statistics of all ranks' batches, so that
         N ranks x batch b follow the same trajectory as one process with batch N*b."""
-        from ..ops import BatchNorm2d
+        from ..ops import set_sync_batchnorm
 
         sync = bool(self.cfg["train"]["sync_bn"])
-        for module in self.model.modules():
-            if isinstance(module, BatchNorm2d):
-                module.sync_stats = sync
+        set_sync_batchnorm(self.model, sync)
         params = [p for _, p in self.model.named_parameters()]  # running statistics included
         for p in params:
             p.assign(p.mpi_broadcast(0))
