@@ -35,7 +35,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -557,15 +557,7 @@ def bench_model(env: _Env, name: str, cfg: BenchConfig, peak: Optional[float], l
             x = rng.standard_normal((b, 3, cfg.size, cfg.size)).astype(np.float32)
             calls = _inference_calls(ms, variants, x)
             rec: Dict[str, object] = {"batch": b, "size": cfg.size}
-            cold = {}
-            for v, f in calls.items():  # warm-up, first call (compile) timed separately
-                t = time.perf_counter()
-                f()
-                cold[v] = time.perf_counter() - t
-                for _ in range(max(0, cfg.warmup - 1)):
-                    f()
-            rec["first_call_s"] = cold
-            log(f"  {name} inference b{b}: warm-up done ({', '.join(f'{k} {v:.1f}s' for k, v in cold.items())})")
+            rec["first_call_s"] = _warm_up(calls, cfg.warmup, log, f"{name} inference b{b}")
             rec["times"] = _interleave(calls, env, cfg.repeats)
             flop = per_image * b if per_image else None
             rec["gflop_per_call"] = flop / 1e9 if flop else None
@@ -588,15 +580,7 @@ def bench_model(env: _Env, name: str, cfg: BenchConfig, peak: Optional[float], l
         for mode, sizes in modes:
             calls = _train_calls(ms, variants, x, mk, sizes)
             rec = {"mode": mode, "batch": b, "sizes": list(sizes)}
-            cold = {}
-            for v, f in calls.items():
-                t = time.perf_counter()
-                f()
-                cold[v] = time.perf_counter() - t
-                for _ in range(max(0, cfg.warmup - 1)):
-                    f()
-            rec["first_call_s"] = cold
-            log(f"  {name} train {mode}: warm-up done ({', '.join(f'{k} {v:.1f}s' for k, v in cold.items())})")
+            rec["first_call_s"] = _warm_up(calls, cfg.warmup, log, f"{name} train {mode}")
             rec["times"] = _interleave(calls, env, cfg.repeats)
             flop = None
             if ms.tm is not None:
@@ -608,6 +592,19 @@ def bench_model(env: _Env, name: str, cfg: BenchConfig, peak: Optional[float], l
             del calls
             _release(env)
     return out
+
+
+def _warm_up(calls: Dict[str, Callable[[], None]], warmup: int, log: _Progress, label: str) -> Dict[str, float]:
+    """Call every variant ``warmup`` times untimed; return each first call's seconds (Jittor compiles there)."""
+    cold = {}
+    for v, f in calls.items():
+        t = time.perf_counter()
+        f()
+        cold[v] = time.perf_counter() - t
+        for _ in range(max(0, warmup - 1)):
+            f()
+    log(f"  {label}: warm-up done ({', '.join(f'{k} {v:.1f}s' for k, v in cold.items())})")
+    return cold
 
 
 def _release(env: _Env) -> None:
@@ -698,20 +695,19 @@ def keep_freed_memory() -> bool:
 
 def run_benchmark(cfg: BenchConfig, progress=sys.stderr) -> Dict[str, object]:
     log = _Progress(progress)
-    tuned = keep_freed_memory() if cfg.keep_freed_memory and cfg.device == "cpu" else False
+    malloc_kept = keep_freed_memory() if cfg.keep_freed_memory and cfg.device == "cpu" else False
     env = _Env(cfg.device, cfg.threads)
-    env.malloc_kept = tuned
     try:
-        return _run(env, cfg, log)
+        return _run(env, cfg, log, malloc_kept)
     finally:
         env.close()
 
 
-def _run(env: "_Env", cfg: BenchConfig, log: _Progress) -> Dict[str, object]:
+def _run(env: "_Env", cfg: BenchConfig, log: _Progress, malloc_kept: bool) -> Dict[str, object]:
     started = time.time()
     pressure0 = cpu_pressure()
     result: Dict[str, object] = {"schema": SCHEMA, "config": asdict(cfg),
-                                 "env": dict(env.info(), malloc_keeps_freed_memory=getattr(env, "malloc_kept", False)),
+                                 "env": dict(env.info(), malloc_keeps_freed_memory=malloc_kept),
                                  "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))}
     if env.torch is None:
         result["env"]["note"] = "PyTorch not available on this device: Jittor only, no ratios"
