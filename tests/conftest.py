@@ -1,6 +1,4 @@
 """Shared fixtures. Importing jittor_pranet first configures Jittor for this machine (offline, CPU)."""
-import os
-
 import numpy as np
 import pytest
 

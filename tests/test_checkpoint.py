@@ -1,7 +1,6 @@
 """Checkpoint reading/writing/validation and ``jittor-pranet convert`` (issue #2, item 4)."""
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import pytest
@@ -173,8 +172,6 @@ def test_existing_output_survives_failed_convert(tmp_path, capsys):
 
 
 def test_backbone_only_res2net_and_pvt(tmp_path, capsys):
-    from jittor_pranet import build_model
-
     enc = tm.randomize_(tm.res2net50_v1b_26w_4s(), 5)
     res_file = tmp_path / "res2net50_v1b_26w_4s-3cf99910.pth"
     torch.save(enc.state_dict(), res_file)

@@ -37,8 +37,6 @@ def test_forward_parity_all_tensors(name, num_classes):
 
 def test_parity_detects_a_wrong_weight():
     """The harness must fail when the two models differ (here: one BN statistic perturbed)."""
-    import jittor as jt
-
     jm, tm = parity.make_pair("pranet_v2_res2net", 1, seed=3)
     var = jm.state_dict()["ra3_conv2.bn.running_var"]
     var.assign(var * 1.01)

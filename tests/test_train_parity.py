@@ -162,7 +162,6 @@ def test_b_clip_and_adam_match_torch_given_identical_gradients():
     tp = [torch.tensor(a, requires_grad=True) for a in init]
     ours = TorchAdam(jp, lr=1e-4, clip_value=0.5)
     ref = torch.optim.Adam(tp, lr=1e-4)
-    jittor_own = jt.optim.Adam([jt.array(a) for a in init], lr=1e-4)
     for step in range(5):
         # magnitudes from 1e-10 (below eps) to 3 (clipped)
         grads = [(rng.standard_normal(s) * 10.0 ** rng.uniform(-10, 0.5, size=s)).astype(np.float32) for s in shapes]

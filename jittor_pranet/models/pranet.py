@@ -12,7 +12,7 @@ this equals the official ``scale_factor`` calls, and other sizes still work.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 from ..ops import BatchNorm2d, jt, resize_bilinear
 from .dsra import GAIN_MODES, dsra_fuse
