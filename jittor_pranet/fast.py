@@ -63,6 +63,9 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "CONV_MODES",
+    "pool2d",
+    "conv2d_window",
+    "cat_conv1x1",
 ]
 
 _CSRC = Path(__file__).parent / "csrc"
@@ -113,7 +116,7 @@ def _load_ops():
             return None
         names = ["pranet_conv_op", "pranet_conv_bwd_x_op", "pranet_conv_bwd_w_op", "pranet_bn_fwd_op",
                  "pranet_bn_bwd_op", "pranet_attn_fwd_op", "pranet_attn_bwd_op", "pranet_ln_fwd_op",
-                 "pranet_ln_bwd_op", "pranet_gelu_op"]
+                 "pranet_ln_bwd_op", "pranet_gelu_op", "pranet_conv_fused_op", "pranet_cat_gemm_op", "pranet_pool_op"]
         files = [str(_CSRC / f"{n}.{ext}") for n in names for ext in ("h", "cc")]
         try:
             _OPS = jt.compile_custom_ops(files, extra_flags=flags)
@@ -473,6 +476,39 @@ def accelerate(model, enable: bool = True):
 
 
 # ---------------------------------------------------------------------------------------------
+# inference-only block ops (no gradient): Res2Net's eval forward with BatchNorm folded
+
+POOL_KINDS = {"max": 0, "avg": 1, "avg_valid": 2}
+
+
+def pool2d(x, kind: str, kernel: int, stride: int, padding: int = 0, ceil_mode: bool = False,
+           channels: Optional[tuple] = None):
+    """Max / average pooling of NCHW ``x`` (or of its channel window ``channels=(first, count)``) as
+    one multi-threaded op with PyTorch's semantics: ``avg`` counts the zero padding
+    (``count_include_pad=True``), ``avg_valid`` does not; ``ceil_mode`` as ``nn.AvgPool2d``."""
+    first, count = channels if channels is not None else (0, -1)
+    return _OPS.pranet_pool(x, POOL_KINDS[kind], int(kernel), int(stride), int(padding), int(ceil_mode),
+                            int(first), int(count))
+
+
+def conv2d_window(x, weight, bias, stride=1, padding=0, dilation=1, groups: int = 1, first: int = 0,
+                  addend=None, addend_first: int = 0, relu: bool = False):
+    """``act(conv2d(x[:, first:first+C] (+ addend[:, addend_first:addend_first+C]), weight) + bias)``
+    for NCHW float32 tensors, C = ``weight.shape[1] * groups``; the windows are read in place."""
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    ins = [x, weight, bias] + ([addend] if addend is not None else [])
+    return _OPS.pranet_conv_fused(ins, sh, sw, ph, pw, dh, dw, int(groups), _MODE, int(relu), int(first),
+                                  int(addend_first) if addend is not None else -1)
+
+
+def cat_conv1x1(pieces, weight, bias, residual=None, relu: bool = False):
+    """``act(conv1x1(concat(windows), weight) + bias (+ residual))`` where ``pieces`` is a list of
+    ``(tensor, first_channel)`` windows of ``weight.shape[1] / len(pieces)`` channels each."""
+    ins = [t for t, _ in pieces] + [weight, bias] + ([residual] if residual is not None else [])
+    return _OPS.pranet_cat_gemm(ins, [int(o) for _, o in pieces], int(relu), int(residual is not None))
+
+
+# ---------------------------------------------------------------------------------------------
 # BatchNorm folding for inference
 
 
@@ -485,11 +521,8 @@ class _FoldedBatchNorm(FastBatchNorm2d):
         return x
 
 
-class _FoldedReLU(nn.Module):
-    pass
-
-
-def _fold(conv, bn) -> None:
+def _folded(conv, bn):
+    """(weight, bias) of ``bn(conv(x))`` in eval mode as one convolution (folded in float64)."""
     import numpy as np
 
     w = conv.weight.numpy().astype(np.float64)
@@ -499,44 +532,115 @@ def _fold(conv, bn) -> None:
         shift = shift + conv.bias.numpy().astype(np.float64) * scale
     fw = jt.array((w * scale.reshape(-1, 1, 1, 1)).astype(np.float32)).stop_grad()
     fb = jt.array(shift.astype(np.float32)).stop_grad()
+    return fw, fb
+
+
+def _fold(conv, bn, relu: bool = False) -> None:
+    """Make ``conv`` compute ``bn(conv(x))`` (and the ReLU that always follows it, when ``relu``)."""
+    fw, fb = _folded(conv, bn)
     conv.__class__ = FastConv2d
-    conv._fused = (fw, fb, False)
+    conv._fused = (fw, fb, bool(relu))
     bn.__class__ = _FoldedBatchNorm
 
 
+def _fast_res2net_classes():
+    """(original, fused) class pairs for Res2Net-v1b's eval-mode forward with BatchNorm folded."""
+    from .models.res2net import Bottle2neck, Res2NetV1b
+
+    class FusedBottle2neck(Bottle2neck):
+        """Bottle2neck whose eval forward is ``2 + nums`` multi-threaded ops: conv1 (+ReLU), each 3x3
+        conv reading its channel window of conv1's output in place (adding the previous piece while
+        staging it, +ReLU), and conv3 over the pieces (no concatenation) + residual + ReLU.  The
+        plain forward does the same arithmetic as single-threaded slice/add/ReLU/concat ops."""
+
+        def execute(self, x):
+            blk = getattr(self, "_folded_block", None)
+            if blk is None or self.is_training() or not _usable(x, blk["conv1"][0]):
+                return Bottle2neck.execute(self, x)
+            w1, b1 = blk["conv1"]
+            out1 = conv2d_window(x, w1, b1, relu=True)
+            wd = self.width
+            pieces = []
+            for i, conv in enumerate(self.convs):
+                wi, bi = blk["convs"][i]
+                prev = None if (i == 0 or self.stype == "stage") else pieces[-1][0]
+                piece = conv2d_window(out1, wi, bi, conv.stride, conv.padding, conv.dilation, conv.groups,
+                                      first=i * wd, addend=prev, relu=True)
+                pieces.append((piece, 0))
+            if self.scale != 1:
+                if self.stype == "stage":  # AvgPool2d(3, stride, 1) of the last window
+                    pieces.append((pool2d(out1, "avg", 3, self.stride, 1, channels=(self.nums * wd, wd)), 0))
+                else:
+                    pieces.append((out1, self.nums * wd))
+            residual = x
+            if self.downsample is not None:  # AvgPoolCeil, conv (BatchNorm folded), folded BatchNorm
+                pool, conv, bn = self.downsample[0], self.downsample[1], self.downsample[2]
+                r = x if pool.k == 1 else pool2d(x, "avg_valid", pool.k, pool.k, ceil_mode=True)
+                residual = bn(conv(r))
+            w3, b3 = blk["conv3"]
+            return cat_conv1x1(pieces, w3, b3, residual, relu=True)
+
+    class FusedRes2NetV1b(Res2NetV1b):
+        """Res2Net-v1b whose eval stem skips the ReLUs its folded convolutions already applied."""
+
+        def stem(self, x):
+            c = self.conv1
+            fused = getattr(c[6], "_fused", None)
+            if self.is_training() or fused is None or not fused[2] or not _usable(x, fused[0]):
+                return Res2NetV1b.stem(self, x)
+            return pool2d(c[6](c[3](c[0](x))), "max", 3, 2, 1)  # MaxPool2d(3, 2, 1)
+
+    return [(Bottle2neck, FusedBottle2neck), (Res2NetV1b, FusedRes2NetV1b)]
+
+
+_FUSED_SWAPS = None
+
+
 def _conv_bn_pairs(model):
-    """(conv, bn) pairs where the BN directly follows the conv in every forward path of our models."""
+    """(conv, bn, relu) triples where the BN directly follows the conv in every forward path of our
+    models, and ``relu`` says a ReLU always follows the BN."""
     from .models.layers import BasicConv2d
     from .models.res2net import Bottle2neck, Res2NetV1b
 
     pairs = []
     for m in model.modules():
         if isinstance(m, BasicConv2d):
-            pairs.append((m.conv, m.bn))
+            pairs.append((m.conv, m.bn, False))
         elif isinstance(m, Bottle2neck):
-            pairs.append((m.conv1, m.bn1))
-            pairs.extend(zip(m.convs, m.bns))
-            pairs.append((m.conv3, m.bn3))
+            pairs.append((m.conv1, m.bn1, True))
+            pairs.extend((c, b, True) for c, b in zip(m.convs, m.bns))
+            pairs.append((m.conv3, m.bn3, False))
             if m.downsample is not None:
-                pairs.append((m.downsample[1], m.downsample[2]))
+                pairs.append((m.downsample[1], m.downsample[2], False))
         elif isinstance(m, Res2NetV1b):
             stem = m.conv1
-            pairs.extend([(stem[0], stem[1]), (stem[3], stem[4]), (stem[6], m.bn1)])
+            pairs.extend([(stem[0], stem[1], True), (stem[3], stem[4], True), (stem[6], m.bn1, True)])
     return pairs
 
 
 def fuse_for_inference(model):
-    """Fold every BatchNorm that follows a convolution into it (eval mode only; in place).
+    """Fold every BatchNorm that follows a convolution into it (eval mode only; in place), and run
+    Res2Net's blocks as fused ops.
 
     The model's parameters and state dict are untouched (the folded weights are private
     attributes), ``model.train()`` runs the unfused graph again, and :func:`unfuse` removes the
     folding.  Call again after loading new weights.
     """
+    global _FUSED_SWAPS
     if not enabled():
         return model
     accelerate(model)
-    for conv, bn in _conv_bn_pairs(model):
-        _fold(conv, bn)
+    for conv, bn, relu in _conv_bn_pairs(model):
+        _fold(conv, bn, relu)
+    if _FUSED_SWAPS is None:
+        _FUSED_SWAPS = _fast_res2net_classes()
+    for m in model.modules():
+        for plain, fused_cls in _FUSED_SWAPS:
+            if type(m) is plain or type(m) is fused_cls:
+                m.__class__ = fused_cls
+        if type(m).__name__ == "FusedBottle2neck":
+            m._folded_block = {"conv1": m.conv1._fused[:2], "convs": [c._fused[:2] for c in m.convs],
+                               "conv3": m.conv3._fused[:2]}
     model.eval()
     return model
 
@@ -547,6 +651,10 @@ def unfuse(model):
             m._fused = None
         if type(m) is _FoldedBatchNorm:
             m.__class__ = FastBatchNorm2d
+        for plain, fused_cls in _FUSED_SWAPS or ():
+            if type(m) is fused_cls:
+                m.__class__ = plain
+                m._folded_block = None
     return model
 
 

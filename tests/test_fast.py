@@ -199,20 +199,104 @@ def test_accelerate_round_trip_keeps_state_dict():
     assert list(m.state_dict()) == keys
 
 
-def test_fused_inference_parity_with_torch():
+POOL_CASES = [  # kind, kernel, stride, padding, ceil_mode, (n, c, h, w), channel window
+    ("max", 3, 2, 1, False, (2, 5, 13, 11), None),        # Res2Net's stem
+    ("max", 3, 2, 1, False, (1, 3, 8, 8), (1, 2)),
+    ("avg", 3, 1, 1, False, (2, 7, 9, 10), (4, 3)),       # stage pool, stride 1, last window
+    ("avg", 3, 2, 1, False, (2, 6, 11, 13), (2, 2)),      # stage pool, stride 2
+    ("avg_valid", 2, 2, 0, True, (2, 4, 13, 11), None),   # downsample AvgPoolCeil on odd sizes
+    ("avg_valid", 2, 2, 0, True, (1, 3, 6, 8), None),
+]
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_pool2d_matches_torch_and_plain_ops(case):
+    from jittor_pranet.ops import avg_pool3x3, avg_pool_ceil, max_pool3x3_s2
+
+    kind, k, s, p, ceil, shape, window = case
+    xn = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    first, count = window if window else (0, shape[1])
+    sub = xn[:, first:first + count]
+    y = fast.pool2d(jt.array(xn), kind, k, s, p, ceil_mode=ceil, channels=window).numpy()
+    plain = {"max": lambda v: max_pool3x3_s2(v), "avg": lambda v: avg_pool3x3(v, s),
+             "avg_valid": lambda v: avg_pool_ceil(v, k)}[kind](jt.array(sub)).numpy()
+    assert y.shape == plain.shape and _rel(y, plain) < 1e-6
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(sub)
+    if kind == "max":
+        ref = torch.nn.functional.max_pool2d(t, k, s, p, ceil_mode=ceil)
+    else:
+        ref = torch.nn.functional.avg_pool2d(t, k, s, p, ceil_mode=ceil, count_include_pad=kind == "avg")
+    assert y.shape == tuple(ref.shape) and _rel(y, ref.numpy()) < 1e-6
+
+
+@pytest.mark.parametrize("mode", ["auto", "nchw"])
+@pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (1, 1)])
+def test_conv2d_window_with_addend_matches_plain_conv(mode, k, stride):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 12, 9, 10)).astype(np.float32)
+    a = rng.standard_normal((2, 8, 9, 10)).astype(np.float32)
+    w = rng.standard_normal((5, 4, k, k)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    prev = fast.get_conv_mode()
+    fast.set_conv_mode(mode)
+    try:
+        got = fast.conv2d_window(jt.array(x), jt.array(w), jt.array(b), stride, k // 2, first=4,
+                                 addend=jt.array(a), addend_first=2, relu=True).numpy()
+        plain_window = fast.conv2d_window(jt.array(x), jt.array(w), jt.array(b), stride, k // 2, first=8).numpy()
+    finally:
+        fast.set_conv_mode(prev)
+    with fast.disabled():
+        ref = nn.conv2d(jt.array(x[:, 4:8] + a[:, 2:6]), jt.array(w), jt.array(b), stride, k // 2).numpy()
+        ref2 = nn.conv2d(jt.array(x[:, 8:12]), jt.array(w), jt.array(b), stride, k // 2).numpy()
+    assert _rel(got, np.maximum(ref, 0)) < 2e-6
+    assert _rel(plain_window, ref2) < 2e-6 and plain_window.min() < 0  # relu off: negatives kept
+
+
+def test_cat_conv1x1_matches_concat_then_conv():
+    rng = np.random.default_rng(3)
+    t1 = rng.standard_normal((2, 2, 5, 7)).astype(np.float32)
+    t2 = rng.standard_normal((2, 6, 5, 7)).astype(np.float32)
+    t3 = rng.standard_normal((2, 3, 5, 7)).astype(np.float32)
+    w = rng.standard_normal((9, 6, 1, 1)).astype(np.float32)
+    b = rng.standard_normal(9).astype(np.float32)
+    res = rng.standard_normal((2, 9, 5, 7)).astype(np.float32)
+    cat = np.concatenate([t1, t2[:, 3:5], t3[:, 1:3]], axis=1)
+    with fast.disabled():
+        ref = nn.conv2d(jt.array(cat), jt.array(w), jt.array(b)).numpy()
+    pieces = [(jt.array(t1), 0), (jt.array(t2), 3), (jt.array(t3), 1)]
+    got = fast.cat_conv1x1(pieces, jt.array(w), jt.array(b), jt.array(res), relu=True).numpy()
+    assert _rel(got, np.maximum(ref + res, 0)) < 2e-6
+    got = fast.cat_conv1x1(pieces, jt.array(w), jt.array(b)).numpy()
+    assert _rel(got, ref) < 2e-6
+    with pytest.raises(RuntimeError, match="channel window"):  # a window past a piece's channels
+        fast.cat_conv1x1([(jt.array(t1), 1)] + pieces[1:], jt.array(w), jt.array(b)).sync()
+
+
+@pytest.mark.parametrize("name", ["pranet_v2_res2net", "pranet_v1_res2net"])
+def test_fused_inference_parity_with_torch(name):
+    """BatchNorm folding plus Res2Net's fused blocks (odd sizes: see the pool tests; the models need 32 | H, W)."""
     pytest.importorskip("torch")
     from jittor_pranet import parity
 
-    jm, tm = parity.make_pair("pranet_v2_res2net", 1, seed=4)
+    jm, tm = parity.make_pair(name, 1, seed=4)
     keys = list(jm.state_dict())
     fast.fuse_for_inference(jm)
     assert list(jm.state_dict()) == keys  # folding keeps the checkpoint format
-    x = np.random.default_rng(5).standard_normal((2, 3, 96, 128)).astype(np.float32)
-    rows = parity.compare_forward(jm, tm, x, parity.V2_OUTPUTS)
+    kinds = {type(m).__name__ for m in jm.modules()}
+    assert {"FusedBottle2neck", "FusedRes2NetV1b", "_FoldedBatchNorm"} <= kinds
+    x = np.random.default_rng(5).standard_normal((2, 3, 96, 160)).astype(np.float32)
+    outputs = parity.V2_OUTPUTS if name.startswith("pranet_v2") else parity.V1_OUTPUTS
+    rows = parity.compare_forward(jm, tm, x, outputs)
     bad = [(r.tensor, r.rel) for r in rows if not r.passed(parity.DEFAULT_TOLERANCE)]
     assert not bad
-    # training mode runs the unfolded graph again
+    # training mode runs the unfolded graph again: same outputs as an identical model never fused
+    twin, _ = parity.make_pair(name, 1, seed=4)
     jm.train()
-    assert any(type(m).__name__ == "_FoldedBatchNorm" for m in jm.modules())
+    twin.train()
+    xs = jt.array(x[:1, :, :64, :64])
+    for a, b in zip(jm(xs), twin(xs)):
+        assert _rel(a.numpy(), b.numpy()) < 1e-6
     fast.unfuse(jm)
-    assert not any(type(m).__name__ == "_FoldedBatchNorm" for m in jm.modules())
+    kinds = {type(m).__name__ for m in jm.modules()}
+    assert not kinds & {"_FoldedBatchNorm", "FusedBottle2neck", "FusedRes2NetV1b"}

@@ -56,6 +56,8 @@ def child(args) -> None:
         opt = TorchAdam(trainable_parameters(m), lr=1e-4, clip_value=0.5)
     else:
         m.eval()
+        if not args.plain and not args.no_fuse:
+            fast.fuse_for_inference(m)  # what `bench` times
 
     def step(profile: bool = False):
         prof = {}
@@ -157,6 +159,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--train", action="store_true", help="a training step (default: inference)")
     ap.add_argument("--plain", action="store_true", help="Jittor's own kernels (no jittor_pranet.fast)")
+    ap.add_argument("--no-fuse", action="store_true", help="inference without BatchNorm folding")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -59,17 +59,7 @@ void PranetConvOp::jit_run() {
             ASSERTop(0, ==, dnnl_sgemm('N', 'N', G.O, hw, G.C, 1.f, wp, G.C, xp + (size_t)n * G.C * hw, hw,
                                        0.f, yp + (size_t)n * G.O * hw, hw));
         }
-        if (b || relu) {
-            const float* bp = b ? b->ptr<float32>() : nullptr;
-            const long rows = (long)G.N * G.O;
-            #pragma omp parallel for
-            for (long r = 0; r < rows; r++) {
-                float* p = yp + r * hw;
-                const float bv = bp ? bp[r % G.O] : 0.f;
-                if (relu) for (int i = 0; i < hw; i++) { float v = p[i] + bv; p[i] = v > 0.f ? v : 0.f; }
-                else for (int i = 0; i < hw; i++) p[i] += bv;
-            }
-        }
+        if (b || relu) bias_act(yp, b ? b->ptr<float32>() : nullptr, nullptr, (long)G.N * G.O, G.O, hw, relu);
         return;
     }
     static std::unordered_map<std::string, std::unique_ptr<FwdEntry>> cache;

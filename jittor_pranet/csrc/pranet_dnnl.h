@@ -84,6 +84,20 @@ inline convolution_forward::primitive_desc training_hint(const Geom& G, const Co
         eng());
 }
 
+// y[r, :] = act(y[r, :] + b[r % O] (+ res[r, :])) for rows r of length hw, in parallel over rows
+inline void bias_act(float* y, const float* b, const float* res, long rows, int O, long hw, bool relu) {
+    #pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        float* p = y + r * hw;
+        const float* q = res ? res + r * hw : nullptr;
+        const float bv = b ? b[r % O] : 0.f;
+        if (q && relu) for (long i = 0; i < hw; i++) { float v = p[i] + bv + q[i]; p[i] = v > 0.f ? v : 0.f; }
+        else if (q) for (long i = 0; i < hw; i++) p[i] = p[i] + bv + q[i];
+        else if (relu) for (long i = 0; i < hw; i++) { float v = p[i] + bv; p[i] = v > 0.f ? v : 0.f; }
+        else for (long i = 0; i < hw; i++) p[i] += bv;
+    }
+}
+
 // run `prim` after reordering user memories into the primitive's layouts when they differ
 struct Arg { int id; memory::desc want; memory::desc user; void* ptr; bool out; };
 
