@@ -56,6 +56,8 @@ __all__ = [
     "FastBatchNorm2d",
     "FastLayerNorm",
     "FastGELU",
+    "FastLinear",
+    "linear",
     "batch_norm_train",
     "accelerate",
     "fuse_for_inference",
@@ -83,7 +85,8 @@ _MODE = CONV_MODES.get(os.environ.get("JITTOR_PRANET_CONV_MODE", "auto"), 0)
 #   attention - PVTv2 attention as one op on token-major tensors (no per-head transposes)
 #   tokens    - PVTv2's convolutions read/write token-major (NHWC) tensors directly (no transposes)
 #   norm      - LayerNorm and GELU (PVTv2) as multi-threaded ops
-FEATURES = ("conv", "bn", "attention", "tokens", "norm")
+#   linear    - nn.Linear (+ PVTv2's residual adds and its GELU) fused into GEMMs when no gradient is needed
+FEATURES = ("conv", "bn", "attention", "tokens", "norm", "linear")
 _ACTIVE = set(FEATURES)
 
 
@@ -116,7 +119,7 @@ def _load_ops():
             return None
         names = ["pranet_conv_op", "pranet_conv_bwd_x_op", "pranet_conv_bwd_w_op", "pranet_bn_fwd_op",
                  "pranet_bn_bwd_op", "pranet_attn_fwd_op", "pranet_attn_bwd_op", "pranet_ln_fwd_op",
-                 "pranet_ln_bwd_op", "pranet_gelu_op", "pranet_conv_fused_op", "pranet_cat_gemm_op", "pranet_pool_op"]
+                 "pranet_ln_bwd_op", "pranet_gelu_op", "pranet_conv_fused_op", "pranet_cat_gemm_op", "pranet_pool_op", "pranet_linear_op"]
         files = [str(_CSRC / f"{n}.{ext}") for n in names for ext in ("h", "cc")]
         try:
             _OPS = jt.compile_custom_ops(files, extra_flags=flags)
@@ -230,29 +233,64 @@ def _usable(x, w, feature: str = "conv") -> bool:
             and x.ndim == 4 and available())
 
 
+ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2}
+
+
+def _activate(y, act: Optional[str]):
+    return nn.relu(y) if act == "relu" else nn.gelu(y) if act == "gelu" else y
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu: bool = False, layout: int = 0,
-           feature: str = "conv"):
+           feature: str = "conv", act: Optional[str] = None):
     """``nn.conv2d`` (float32) through the fast ops; falls back to Jittor's own otherwise.
 
     ``layout`` bit 0: ``x`` is NHWC, bit 1: the result is NHWC (PVTv2's token-major tensors are NHWC
-    views, so its convolutions need no transposes); 0 = NCHW in and out.
+    views, so its convolutions need no transposes); 0 = NCHW in and out.  ``act`` ("relu" or "gelu",
+    exact erf GELU; ``relu=True`` is short for "relu") is applied to the result, fused into the
+    convolution when no gradient is needed.
     """
+    act = "relu" if relu else act
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     if not _usable(x, weight, feature):
         if layout & 1:
             x = x.transpose(0, 3, 1, 2)
-        y = nn.conv2d(x, weight, bias, stride, padding, dilation, groups)
-        y = nn.relu(y) if relu else y
+        y = _activate(nn.conv2d(x, weight, bias, stride, padding, dilation, groups), act)
         return y.transpose(0, 2, 3, 1) if layout & 2 else y
     if jt.flags.no_grad or (x.is_stop_grad() and weight.is_stop_grad()
                             and (bias is None or bias.is_stop_grad())):
         ins = [x, weight] + ([bias] if bias is not None else [])
         return _OPS.pranet_conv(ins, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
-                                groups, _MODE, int(relu), int(layout))
+                                groups, _MODE, ACTIVATIONS[act], int(layout))
     y = _ConvFn(stride, padding, dilation, groups, _MODE, int(layout))(x, weight)
     if bias is not None:
         y = y + (bias if layout & 2 else bias.reshape(1, -1, 1, 1))
-    return nn.relu(y) if relu else y
+    return _activate(y, act)
+
+
+def _no_grad_needed(*vs) -> bool:
+    return jt.flags.no_grad or all(v is None or v.is_stop_grad() for v in vs)
+
+
+def linear(x, weight, bias=None, residual=None):
+    """``residual + (x @ weight.T + bias)`` as one GEMM and one multi-threaded epilogue when no
+    gradient is needed (Jittor adds the bias and the residual in single-threaded kernels);
+    Jittor's own ops otherwise."""
+    if not (_usable3(x, weight, "linear") and (bias is None or str(bias.dtype) == "float32")
+            and (residual is None or str(residual.dtype) == "float32") and _no_grad_needed(x, weight, bias, residual)):
+        y = nn.matmul_transpose(x, weight)
+        y = y if bias is None else y + bias
+        return y if residual is None else residual + y
+    ins = [x, weight] + ([bias] if bias is not None else []) + ([residual] if residual is not None else [])
+    return _OPS.pranet_linear(ins, int(bias is not None), int(residual is not None))
+
+
+class FastLinear(nn.Linear):
+    """``nn.Linear`` through :func:`linear` (inference); same parameters and state-dict names."""
+
+    def execute(self, x, residual=None):
+        if residual is None and not _no_grad_needed(x, self.weight, self.bias):
+            return nn.Linear.execute(self, x)
+        return linear(x, self.weight, self.bias, residual)
 
 
 class FastConv2d(nn.Conv2d):
@@ -398,10 +436,12 @@ def _fast_attention_class():
     class FastAttention(Attention):
         """PVTv2 spatial-reduction attention with the fused attention op (same parameters)."""
 
-        def execute(self, x, h: int, w: int):
+        def execute(self, x, h: int, w: int, residual=None):
+            """``residual`` (inference only): added to the output inside the projection GEMM."""
             b, n, c = x.shape
             if not _usable3(x, self.q.weight, "attention"):
-                return Attention.execute(self, x, h, w)
+                y = Attention.execute(self, x, h, w)
+                return y if residual is None else residual + y
             q = self.q(x)
             src = x
             if self.sr_ratio > 1 and not _usable3(x, self.sr.weight, "tokens"):
@@ -417,6 +457,8 @@ def _fast_attention_class():
                 out = _OPS.pranet_attn_fwd(q, kv, self.num_heads, float(self.scale))[0]
             else:
                 out = _AttnFn(self.num_heads, self.scale)(q, kv)[0]
+            if residual is not None:
+                return linear(out, self.proj.weight, self.proj.bias, residual)
             return self.proj(out)
 
     FastAttention._base = Attention
@@ -425,7 +467,7 @@ def _fast_attention_class():
 
 def _fast_pvt_classes():
     """(original, fast) class pairs for PVTv2's token-major convolutions (no NCHW transposes)."""
-    from .models.pvtv2 import DWConv, OverlapPatchEmbed
+    from .models.pvtv2 import Block, DWConv, Mlp, OverlapPatchEmbed
 
     class FastDWConv(DWConv):
         def execute(self, x, h: int, w: int):
@@ -446,7 +488,35 @@ def _fast_pvt_classes():
             b, h, w, c = y.shape
             return self.norm(y.reshape(b, h * w, c)), h, w
 
-    return [(DWConv, FastDWConv), (OverlapPatchEmbed, FastOverlapPatchEmbed)]
+    class FastMlp(Mlp):
+        """Inference (``jt.no_grad``): fc1, the depth-wise conv with GELU fused into it, and fc2 with
+        the block's residual added in its GEMM epilogue; the plain graph otherwise."""
+
+        def execute(self, x, h: int, w: int, residual=None):
+            if not jt.flags.no_grad:
+                y = Mlp.execute(self, x, h, w)
+                return y if residual is None else residual + y
+            hid = self.fc1(x)
+            conv = self.dwconv.dwconv
+            if _usable3(hid, conv.weight, "tokens") and _on("linear"):
+                b, n, c = hid.shape
+                hid = conv2d(hid.reshape(b, h, w, c), conv.weight, conv.bias, conv.stride, conv.padding,
+                             conv.dilation, conv.groups, layout=3, feature="tokens", act="gelu").reshape(b, n, c)
+            else:
+                hid = self.act(self.dwconv(hid, h, w))
+            return linear(hid, self.fc2.weight, self.fc2.bias, residual)
+
+    class FastBlock(Block):
+        """Inference (``jt.no_grad``): the two residual adds happen inside the projection GEMMs
+        (drop-path is the identity in eval mode); the plain graph otherwise."""
+
+        def execute(self, x, h: int, w: int):
+            if self.is_training() or not jt.flags.no_grad:
+                return Block.execute(self, x, h, w)
+            x = self.attn(self.norm1(x), h, w, residual=x)
+            return self.mlp(self.norm2(x), h, w, residual=x)
+
+    return [(DWConv, FastDWConv), (OverlapPatchEmbed, FastOverlapPatchEmbed), (Mlp, FastMlp), (Block, FastBlock)]
 
 
 _SWAPS = None
@@ -461,7 +531,7 @@ def accelerate(model, enable: bool = True):
     if _SWAPS is None:
         fa = _fast_attention_class()
         _SWAPS = [(nn.Conv2d, FastConv2d), (BatchNorm2d, FastBatchNorm2d), (fa._base, fa),
-                  (LayerNorm, FastLayerNorm), (nn.GELU, FastGELU)] + _fast_pvt_classes()
+                  (LayerNorm, FastLayerNorm), (nn.GELU, FastGELU), (nn.Linear, FastLinear)] + _fast_pvt_classes()
     for m in model.modules():
         for plain, fast_cls in _SWAPS:
             if enable and type(m) is plain:

@@ -191,7 +191,7 @@ def test_accelerate_round_trip_keeps_state_dict():
     m = build_model("pranet_v2_pvt")
     kinds = {type(x).__name__ for x in m.modules()}
     assert {"FastConv2d", "FastBatchNorm2d", "FastAttention", "FastDWConv", "FastOverlapPatchEmbed", "FastLayerNorm",
-            "FastGELU"} <= kinds
+            "FastGELU", "FastLinear", "FastMlp", "FastBlock"} <= kinds
     keys = list(m.state_dict())
     fast.accelerate(m, enable=False)
     kinds = {type(x).__name__ for x in m.modules()}
@@ -271,6 +271,31 @@ def test_cat_conv1x1_matches_concat_then_conv():
     assert _rel(got, ref) < 2e-6
     with pytest.raises(RuntimeError, match="channel window"):  # a window past a piece's channels
         fast.cat_conv1x1([(jt.array(t1), 1)] + pieces[1:], jt.array(w), jt.array(b)).sync()
+
+
+@pytest.mark.parametrize("bias,residual", [(True, True), (True, False), (False, True), (False, False)])
+def test_linear_matches_plain_and_keeps_gradients(bias, residual):
+    rng = np.random.default_rng(6)
+    xn = rng.standard_normal((2, 5, 7)).astype(np.float32)
+    wn = rng.standard_normal((9, 7)).astype(np.float32)
+    bn = rng.standard_normal(9).astype(np.float32) if bias else None
+    rn = rng.standard_normal((2, 5, 9)).astype(np.float32) if residual else None
+    ref = xn.astype(np.float64) @ wn.T.astype(np.float64)
+    ref = ref + (bn if bias else 0) + (rn if residual else 0)
+    arr = lambda v: None if v is None else jt.array(v)  # noqa: E731
+    with jt.no_grad():
+        got = fast.linear(arr(xn), arr(wn), arr(bn), arr(rn)).numpy()
+    assert got.shape == ref.shape and _rel(got, ref) < 2e-6
+    # with gradients needed the module is nn.Linear exactly (Jittor's own ops)
+    lin = nn.Linear(7, 9, bias=bias)
+    lin.weight.assign(wn)
+    if bias:
+        lin.bias.assign(bn)
+    x = jt.array(xn)
+    (g_plain,) = jt.grad(lin(x).sqr().sum(), [x])
+    lin.__class__ = fast.FastLinear
+    (g_fast,) = jt.grad(lin(x).sqr().sum(), [x])
+    assert _rel(g_fast.numpy(), g_plain.numpy()) < 1e-6
 
 
 @pytest.mark.parametrize("name", ["pranet_v2_res2net", "pranet_v1_res2net"])

@@ -92,11 +92,7 @@ void PranetConvFusedOp::jit_run() {
         auto d = convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, m.src, m.wei,
                                            b_md, m.dst, G.strides(), G.dil(), G.pad(), G.pad());
         primitive_attr attr;
-        if (relu) {
-            post_ops po;
-            po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
-            attr.set_post_ops(po);
-        }
+        append_act(attr, relu);
         auto pd = convolution_forward::primitive_desc(d, attr, eng());
         auto e = std::unique_ptr<FusedFwdEntry>(new FusedFwdEntry{pd, convolution_forward(pd)});
         it = cache.emplace(key, std::move(e)).first;

@@ -6,8 +6,8 @@ namespace jittor {
 
 #ifndef JIT
 PranetConvOp::PranetConvOp(vector<Var*>&& inputs, int sh, int sw, int ph, int pw, int dh, int dw, int groups,
-                           int mode, int relu, int layout)
-    : sh(sh), sw(sw), ph(ph), pw(pw), dh(dh), dw(dw), groups(groups), mode(mode), relu(relu), layout(layout) {
+                           int mode, int act, int layout)
+    : sh(sh), sw(sw), ph(ph), pw(pw), dh(dh), dw(dw), groups(groups), mode(mode), act(act), layout(layout) {
     ASSERT(inputs.size() == 2 || inputs.size() == 3) << "pranet_conv takes [x, w] or [x, w, bias]";
     x = inputs[0];
     w = inputs[1];
@@ -59,11 +59,11 @@ void PranetConvOp::jit_run() {
             ASSERTop(0, ==, dnnl_sgemm('N', 'N', G.O, hw, G.C, 1.f, wp, G.C, xp + (size_t)n * G.C * hw, hw,
                                        0.f, yp + (size_t)n * G.O * hw, hw));
         }
-        if (b || relu) bias_act(yp, b ? b->ptr<float32>() : nullptr, nullptr, (long)G.N * G.O, G.O, hw, relu);
+        if (b || act) bias_act(yp, b ? b->ptr<float32>() : nullptr, nullptr, (long)G.N * G.O, G.O, hw, act);
         return;
     }
     static std::unordered_map<std::string, std::unique_ptr<FwdEntry>> cache;
-    auto key = G.key("fwd", mode, (b ? 1 : 0) + 2 * relu + 4 * layout);
+    auto key = G.key("fwd", mode, (b ? 1 : 0) + 2 * act + 8 * layout);
     auto it = cache.find(key);
     if (it == cache.end()) {
         const ConvMds m = wanted_mds(G, mode, xt, yt);
@@ -73,11 +73,7 @@ void PranetConvOp::jit_run() {
                    : convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct,
                                                m.src, m.wei, m.dst, G.strides(), G.dil(), G.pad(), G.pad());
         primitive_attr attr;
-        if (relu) {
-            post_ops po;
-            po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f);
-            attr.set_post_ops(po);
-        }
+        append_act(attr, act);
         auto pd = convolution_forward::primitive_desc(d, attr, eng());
         auto e = std::unique_ptr<FwdEntry>(new FwdEntry{pd, convolution_forward(pd)});
         it = cache.emplace(key, std::move(e)).first;

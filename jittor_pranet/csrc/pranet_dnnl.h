@@ -13,6 +13,7 @@
 #pragma once
 #include <dnnl.hpp>
 #include <stdlib.h>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <sstream>
@@ -84,16 +85,31 @@ inline convolution_forward::primitive_desc training_hint(const Geom& G, const Co
         eng());
 }
 
+// activation codes of the forward ops: 0 none, 1 ReLU, 2 exact (erf) GELU
+inline float act_fn(float v, int act) {
+    if (act == 1) return v > 0.f ? v : 0.f;
+    if (act == 2) return v * 0.5f * (1.0f + std::erf(v * 0.70710678118654752f));
+    return v;
+}
+
+inline void append_act(primitive_attr& attr, int act) {
+    if (!act) return;
+    post_ops po;
+    po.append_eltwise(1.f, act == 1 ? algorithm::eltwise_relu : algorithm::eltwise_gelu_erf, 0.f, 0.f);
+    attr.set_post_ops(po);
+}
+
 // y[r, :] = act(y[r, :] + b[r % O] (+ res[r, :])) for rows r of length hw, in parallel over rows
-inline void bias_act(float* y, const float* b, const float* res, long rows, int O, long hw, bool relu) {
+inline void bias_act(float* y, const float* b, const float* res, long rows, int O, long hw, int act) {
     #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
         float* p = y + r * hw;
         const float* q = res ? res + r * hw : nullptr;
         const float bv = b ? b[r % O] : 0.f;
-        if (q && relu) for (long i = 0; i < hw; i++) { float v = p[i] + bv + q[i]; p[i] = v > 0.f ? v : 0.f; }
-        else if (q) for (long i = 0; i < hw; i++) p[i] = p[i] + bv + q[i];
-        else if (relu) for (long i = 0; i < hw; i++) { float v = p[i] + bv; p[i] = v > 0.f ? v : 0.f; }
+        if (q && act == 1) for (long i = 0; i < hw; i++) { float v = p[i] + bv + q[i]; p[i] = v > 0.f ? v : 0.f; }
+        else if (q) for (long i = 0; i < hw; i++) p[i] = act_fn(p[i] + bv + q[i], act);
+        else if (act == 1) for (long i = 0; i < hw; i++) { float v = p[i] + bv; p[i] = v > 0.f ? v : 0.f; }
+        else if (act) for (long i = 0; i < hw; i++) p[i] = act_fn(p[i] + bv, act);
         else for (long i = 0; i < hw; i++) p[i] += bv;
     }
 }
