@@ -311,29 +311,35 @@ class FastConv2d(nn.Conv2d):
 
 
 class _BatchNormFn(jt.Function):
-    """Training-mode BatchNorm: one parallel op forward (statistics + normalisation), one backward."""
+    """Training-mode BatchNorm (+ residual, + ReLU): one parallel op forward (statistics +
+    normalisation), one backward (the ReLU mask and the residual's gradient included)."""
 
-    def __init__(self, eps: float):
-        self.eps = float(eps)
+    def __init__(self, eps: float, relu: bool = False):
+        self.eps, self.relu = float(eps), int(relu)
 
-    def execute(self, x, w, b):
-        y, mean, var = _OPS.pranet_bn_fwd(x, w, b, self.eps)
-        self.saved = (x, w, mean, var)
+    def execute(self, x, w, b, *residual):
+        y, mean, var = _OPS.pranet_bn_fwd([x, w, b, *residual], self.eps, self.relu)
+        self.saved = (x, w, mean, var, y if self.relu else None)
+        self.has_res = bool(residual)
         return y, mean.stop_grad(), var.stop_grad()
 
     def grad(self, dy, *_):
-        x, w, mean, var = self.saved
-        dx, dw, db = _OPS.pranet_bn_bwd(x, dy, mean, var, w, self.eps)
-        return dx, dw, db
+        x, w, mean, var, y = self.saved
+        ins = [x, dy, mean, var, w] + ([y] if y is not None else [])
+        dx, dw, db, dres = _OPS.pranet_bn_bwd(ins, self.eps, self.relu, int(self.has_res))
+        return (dx, dw, db, dres) if self.has_res else (dx, dw, db)
 
 
-def batch_norm_train(x, weight, bias, eps: float):
-    """(y, batch mean, biased batch variance) of a training-mode BatchNorm; None when not applicable."""
-    if not (_usable(x, weight, "bn") and str(bias.dtype) == "float32"):
+def batch_norm_train(x, weight, bias, eps: float, residual=None, relu: bool = False):
+    """(y, batch mean, biased batch variance) of a training-mode BatchNorm whose output is
+    ``act(bn(x) + residual)``; None when not applicable."""
+    if not (_usable(x, weight, "bn") and str(bias.dtype) == "float32"
+            and (residual is None or str(residual.dtype) == "float32")):
         return None
+    extra = [residual] if residual is not None else []
     if jt.flags.no_grad:
-        return _OPS.pranet_bn_fwd(x, weight, bias, float(eps))
-    y, mean, var = _BatchNormFn(eps)(x, weight, bias)
+        return _OPS.pranet_bn_fwd([x, weight, bias] + extra, float(eps), int(relu))
+    y, mean, var = _BatchNormFn(eps, relu)(x, weight, bias, *extra)
     return y, mean, var
 
 
@@ -344,13 +350,20 @@ class FastBatchNorm2d(BatchNorm2d):
     unchanged."""
 
     def execute(self, x):
+        return self.bn_act(x)
+
+    def bn_act(self, x, residual=None, relu: bool = False):
+        """``relu(self(x) + residual)`` (either part optional); in training one op forward and one
+        backward, so the ReLU and the residual add cost no extra single-threaded passes."""
         if self.is_training() and not (self.sync_stats and jt.in_mpi):  # SyncBN: the plain module
-            out = batch_norm_train(x, self.weight, self.bias, self.eps)
+            out = batch_norm_train(x, self.weight, self.bias, self.eps, residual, relu)
             if out is not None:
                 y, mean, var = out
                 self.track_batch_statistics(mean, var, x.numel() // self.num_features)
                 return y
-        return BatchNorm2d.execute(self, x)
+        y = BatchNorm2d.execute(self, x)
+        y = y if residual is None else y + residual
+        return nn.relu(y) if relu else y
 
 
 class _AttnFn(jt.Function):
@@ -531,7 +544,7 @@ def accelerate(model, enable: bool = True):
     if _SWAPS is None:
         fa = _fast_attention_class()
         _SWAPS = [(nn.Conv2d, FastConv2d), (BatchNorm2d, FastBatchNorm2d), (fa._base, fa),
-                  (LayerNorm, FastLayerNorm), (nn.GELU, FastGELU), (nn.Linear, FastLinear)] + _fast_pvt_classes()
+                  (LayerNorm, FastLayerNorm), (nn.GELU, FastGELU), (nn.Linear, FastLinear)] + _fast_pvt_classes() + _fast_res2net_classes()
     for m in model.modules():
         for plain, fast_cls in _SWAPS:
             if enable and type(m) is plain:
@@ -590,6 +603,12 @@ class _FoldedBatchNorm(FastBatchNorm2d):
             return FastBatchNorm2d.execute(self, x)
         return x
 
+    def bn_act(self, x, residual=None, relu: bool = False):
+        if self.is_training():
+            return FastBatchNorm2d.bn_act(self, x, residual, relu)
+        y = x if residual is None else x + residual
+        return nn.relu(y) if relu else y
+
 
 def _folded(conv, bn):
     """(weight, bias) of ``bn(conv(x))`` in eval mode as one convolution (folded in float64)."""
@@ -614,19 +633,41 @@ def _fold(conv, bn, relu: bool = False) -> None:
 
 
 def _fast_res2net_classes():
-    """(original, fused) class pairs for Res2Net-v1b's eval-mode forward with BatchNorm folded."""
+    """(original, fast) class pairs for Res2Net-v1b: BatchNorm + ReLU (+ residual) as one op in
+    training, and the fused eval forward once :func:`fuse_for_inference` folded the BatchNorms."""
     from .models.res2net import Bottle2neck, Res2NetV1b
+    from .ops import avg_pool3x3, max_pool3x3_s2
 
-    class FusedBottle2neck(Bottle2neck):
-        """Bottle2neck whose eval forward is ``2 + nums`` multi-threaded ops: conv1 (+ReLU), each 3x3
-        conv reading its channel window of conv1's output in place (adding the previous piece while
-        staging it, +ReLU), and conv3 over the pieces (no concatenation) + residual + ReLU.  The
-        plain forward does the same arithmetic as single-threaded slice/add/ReLU/concat ops."""
+    class FastBottle2neck(Bottle2neck):
+        """Training (and unfolded eval): each BatchNorm carries the ReLU after it, and bn3 the
+        residual add as well (:meth:`FastBatchNorm2d.bn_act`).  Folded eval: ``2 + nums``
+        multi-threaded ops: conv1 (+ReLU), each 3x3 conv reading its channel window of conv1's output
+        in place (adding the previous piece while staging it, +ReLU), and conv3 over the pieces (no
+        concatenation) + residual + ReLU.  Same arithmetic as the plain forward's single-threaded
+        slice/add/ReLU/concat ops."""
 
         def execute(self, x):
             blk = getattr(self, "_folded_block", None)
-            if blk is None or self.is_training() or not _usable(x, blk["conv1"][0]):
+            if blk is not None and not self.is_training() and _usable(x, blk["conv1"][0]):
+                return self._folded_forward(x, blk)
+            if not all(hasattr(bn, "bn_act") for bn in [self.bn1, self.bn3, *self.bns]):
                 return Bottle2neck.execute(self, x)
+            out = self.bn1.bn_act(self.conv1(x), relu=True)
+            w = self.width
+            splits = [out[:, i * w:(i + 1) * w] for i in range(self.scale)]
+            pieces = []
+            sp = None
+            for i in range(self.nums):
+                sp = splits[i] if (i == 0 or self.stype == "stage") else sp + splits[i]
+                sp = self.bns[i].bn_act(self.convs[i](sp), relu=True)
+                pieces.append(sp)
+            if self.scale != 1:
+                last = splits[self.nums]
+                pieces.append(avg_pool3x3(last, self.stride) if self.stype == "stage" else last)
+            residual = self.downsample(x) if self.downsample is not None else x
+            return self.bn3.bn_act(self.conv3(jt.concat(pieces, dim=1)), residual, relu=True)
+
+        def _folded_forward(self, x, blk):
             w1, b1 = blk["conv1"]
             out1 = conv2d_window(x, w1, b1, relu=True)
             wd = self.width
@@ -650,20 +691,22 @@ def _fast_res2net_classes():
             w3, b3 = blk["conv3"]
             return cat_conv1x1(pieces, w3, b3, residual, relu=True)
 
-    class FusedRes2NetV1b(Res2NetV1b):
-        """Res2Net-v1b whose eval stem skips the ReLUs its folded convolutions already applied."""
+    class FastRes2NetV1b(Res2NetV1b):
+        """The stem's BatchNorms carry their ReLUs (training); folded eval: the ReLUs live in the
+        convolutions and the max-pool is one multi-threaded op."""
 
         def stem(self, x):
             c = self.conv1
             fused = getattr(c[6], "_fused", None)
-            if self.is_training() or fused is None or not fused[2] or not _usable(x, fused[0]):
+            if not self.is_training() and fused is not None and fused[2] and _usable(x, fused[0]):
+                return pool2d(c[6](c[3](c[0](x))), "max", 3, 2, 1)  # MaxPool2d(3, 2, 1)
+            if not all(hasattr(bn, "bn_act") for bn in (c[1], c[4], self.bn1)):
                 return Res2NetV1b.stem(self, x)
-            return pool2d(c[6](c[3](c[0](x))), "max", 3, 2, 1)  # MaxPool2d(3, 2, 1)
+            x = c[1].bn_act(c[0](x), relu=True)
+            x = c[4].bn_act(c[3](x), relu=True)
+            return max_pool3x3_s2(self.bn1.bn_act(c[6](x), relu=True))
 
-    return [(Bottle2neck, FusedBottle2neck), (Res2NetV1b, FusedRes2NetV1b)]
-
-
-_FUSED_SWAPS = None
+    return [(Bottle2neck, FastBottle2neck), (Res2NetV1b, FastRes2NetV1b)]
 
 
 def _conv_bn_pairs(model):
@@ -696,19 +739,13 @@ def fuse_for_inference(model):
     attributes), ``model.train()`` runs the unfused graph again, and :func:`unfuse` removes the
     folding.  Call again after loading new weights.
     """
-    global _FUSED_SWAPS
     if not enabled():
         return model
     accelerate(model)
     for conv, bn, relu in _conv_bn_pairs(model):
         _fold(conv, bn, relu)
-    if _FUSED_SWAPS is None:
-        _FUSED_SWAPS = _fast_res2net_classes()
     for m in model.modules():
-        for plain, fused_cls in _FUSED_SWAPS:
-            if type(m) is plain or type(m) is fused_cls:
-                m.__class__ = fused_cls
-        if type(m).__name__ == "FusedBottle2neck":
+        if type(m).__name__ == "FastBottle2neck":
             m._folded_block = {"conv1": m.conv1._fused[:2], "convs": [c._fused[:2] for c in m.convs],
                                "conv3": m.conv3._fused[:2]}
     model.eval()
@@ -721,10 +758,8 @@ def unfuse(model):
             m._fused = None
         if type(m) is _FoldedBatchNorm:
             m.__class__ = FastBatchNorm2d
-        for plain, fused_cls in _FUSED_SWAPS or ():
-            if type(m) is fused_cls:
-                m.__class__ = plain
-                m._folded_block = None
+        if getattr(m, "_folded_block", None) is not None:
+            m._folded_block = None
     return model
 
 

@@ -199,6 +199,34 @@ def test_accelerate_round_trip_keeps_state_dict():
     assert list(m.state_dict()) == keys
 
 
+@pytest.mark.parametrize("residual,relu", [(False, True), (True, True), (True, False)])
+def test_batchnorm_act_matches_plain_graph(residual, relu):
+    """Training-mode BN (+ residual) (+ ReLU) as one op each way == BN module, add, ReLU."""
+    rng = np.random.default_rng(8)
+    xn, rn, gn = (rng.standard_normal((3, 5, 6, 7)).astype(np.float32) for _ in range(3))
+    wn, bn_ = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    results = []
+    for fast_bn in (False, True):
+        bn = BatchNorm2d(5)
+        bn.weight.assign(wn)
+        bn.bias.assign(bn_)
+        bn.train()
+        x, r = jt.array(xn), jt.array(rn)
+        if fast_bn:
+            bn.__class__ = fast.FastBatchNorm2d
+            y = bn.bn_act(x, r if residual else None, relu=relu)
+        else:
+            y = bn(x)
+            y = y + r if residual else y
+            y = nn.relu(y) if relu else y
+        grads = jt.grad((y * jt.array(gn)).sum(), [x, r, bn.weight, bn.bias])
+        results.append([y.numpy()] + [g.numpy() for g in grads] + [bn.running_var.numpy()])
+    plain, fused = results
+    assert (plain[0] == 0).any() == relu  # the ReLU really clips something
+    for a, b in zip(fused, plain):
+        assert _rel(a, b) < 2e-6
+
+
 POOL_CASES = [  # kind, kernel, stride, padding, ceil_mode, (n, c, h, w), channel window
     ("max", 3, 2, 1, False, (2, 5, 13, 11), None),        # Res2Net's stem
     ("max", 3, 2, 1, False, (1, 3, 8, 8), (1, 2)),
@@ -309,7 +337,8 @@ def test_fused_inference_parity_with_torch(name):
     fast.fuse_for_inference(jm)
     assert list(jm.state_dict()) == keys  # folding keeps the checkpoint format
     kinds = {type(m).__name__ for m in jm.modules()}
-    assert {"FusedBottle2neck", "FusedRes2NetV1b", "_FoldedBatchNorm"} <= kinds
+    assert {"FastBottle2neck", "FastRes2NetV1b", "_FoldedBatchNorm"} <= kinds
+    assert all(m._folded_block is not None for m in jm.modules() if type(m).__name__ == "FastBottle2neck")
     x = np.random.default_rng(5).standard_normal((2, 3, 96, 160)).astype(np.float32)
     outputs = parity.V2_OUTPUTS if name.startswith("pranet_v2") else parity.V1_OUTPUTS
     rows = parity.compare_forward(jm, tm, x, outputs)
@@ -323,5 +352,45 @@ def test_fused_inference_parity_with_torch(name):
     for a, b in zip(jm(xs), twin(xs)):
         assert _rel(a.numpy(), b.numpy()) < 1e-6
     fast.unfuse(jm)
-    kinds = {type(m).__name__ for m in jm.modules()}
-    assert not kinds & {"_FoldedBatchNorm", "FusedBottle2neck", "FusedRes2NetV1b"}
+    assert not any(type(m).__name__ == "_FoldedBatchNorm" or getattr(m, "_folded_block", None) is not None
+                   for m in jm.modules())
+
+
+def test_res2net_training_path_matches_plain_modules():
+    """Res2Net's training forward with BatchNorm+ReLU(+residual) ops == the same fast convolutions and
+    BatchNorms run by the plain modules (separate ReLU and add): outputs, every parameter gradient
+    and the running statistics, float32."""
+    from jittor_pranet.models.res2net import Bottle2neck, Res2NetV1b
+
+    rng = np.random.default_rng(9)
+    xn = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    init = None
+    results = []
+    for fused_act in (False, True):
+        enc = fast.accelerate(Res2NetV1b((2, 1, 1, 1)))
+        if init is None:  # BN affine away from (1, 0) so the ops' handling of it matters
+            init = [rng.standard_normal(p.shape).astype(np.float32) if p.ndim == 1 else p.numpy()
+                    for p in enc.parameters()]
+        for p, v in zip(enc.parameters(), init):
+            p.assign(v)
+        if not fused_act:
+            for m in enc.modules():
+                m.__class__ = {"FastBottle2neck": Bottle2neck, "FastRes2NetV1b": Res2NetV1b}.get(
+                    type(m).__name__, type(m))
+        kinds = {type(m).__name__ for m in enc.modules()}
+        assert ("FastBottle2neck" in kinds) == fused_act and "FastBatchNorm2d" in kinds
+        enc.train()
+        feats = enc.forward_features(jt.array(xn))
+        loss = sum((f * jt.array(np.random.default_rng(i).standard_normal(f.shape).astype(np.float32))).sum()
+                   for i, f in enumerate(feats))
+        grads = jt.grad(loss, enc.parameters())
+        stats = [v.numpy() for k, v in enc.state_dict().items() if k.endswith(("running_mean", "running_var"))]
+        results.append(([f.numpy() for f in feats], [g.numpy() for g in grads], stats))
+    (f0, g0, s0), (f1, g1, s1) = results
+    # not bit-identical: Jittor compiles with -Ofast, so the fused expressions may be re-associated
+    print("features", max(_rel(a, b) for a, b in zip(f1, f0)),
+          "grads", max(_rel(a, b) for a, b in zip(g1, g0) if np.abs(b).max() > 0),
+          "stats", max(_rel(a, b) for a, b in zip(s1, s0)))
+    assert max(_rel(a, b) for a, b in zip(f1, f0)) < 1e-5
+    assert max(_rel(a, b) for a, b in zip(g1, g0) if np.abs(b).max() > 0) < 1e-4
+    assert max(_rel(a, b) for a, b in zip(s1, s0)) < 1e-5

@@ -5,9 +5,13 @@
 namespace jittor {
 
 #ifndef JIT
-PranetBnFwdOp::PranetBnFwdOp(Var* x, Var* w, Var* b, float64 eps) : x(x), w(w), b(b), eps(eps) {
-    ASSERT(x->dtype() == ns_float32 && w->dtype() == ns_float32 && b->dtype() == ns_float32)
-        << "pranet_bn_fwd is float32 only";
+PranetBnFwdOp::PranetBnFwdOp(vector<Var*>&& inputs, float64 eps, int relu) : eps(eps), relu(relu) {
+    ASSERT(inputs.size() == 3 || inputs.size() == 4) << "pranet_bn_fwd takes [x, w, b] or [x, w, b, residual]";
+    for (Var* v : inputs) ASSERT(v->dtype() == ns_float32) << "pranet_bn_fwd is float32 only";
+    x = inputs[0];
+    w = inputs[1];
+    b = inputs[2];
+    res = inputs.size() == 4 ? inputs[3] : nullptr;
     flags.set(NodeFlags::_cpu);
     y = create_output(nullptr, ns_float32);
     mean = create_output(nullptr, ns_float32);
@@ -18,6 +22,7 @@ void PranetBnFwdOp::infer_shape() {
     ASSERTop(x->shape.size(), ==, 4);
     ASSERTop(w->shape[0], ==, x->shape[1]);
     ASSERTop(b->shape[0], ==, x->shape[1]);
+    if (res) ASSERT(res->shape == x->shape) << "residual must have x's shape";
     y->set_shape(x->shape);
     mean->set_shape(NanoVector(x->shape[1]));
     var->set_shape(NanoVector(x->shape[1]));
@@ -34,6 +39,7 @@ void PranetBnFwdOp::jit_run() {
     const float* xp = x->ptr<float32>();
     const float* wp = w->ptr<float32>();
     const float* bp = b->ptr<float32>();
+    const float* rp = res ? res->ptr<float32>() : nullptr;
     float* yp = y->ptr<float32>();
     float* mp = mean->ptr<float32>();
     float* vp = var->ptr<float32>();
@@ -64,7 +70,11 @@ void PranetBnFwdOp::jit_run() {
         for (long n = 0; n < N; n++) {
             const float* p = xp + (n * C + c) * HW;
             float* q = yp + (n * C + c) * HW;
-            for (long i = 0; i < HW; i++) q[i] = (p[i] - mf) * scale + shift;
+            const float* r = rp ? rp + (n * C + c) * HW : nullptr;
+            if (r && relu) for (long i = 0; i < HW; i++) { float v = (p[i] - mf) * scale + shift + r[i]; q[i] = v > 0.f ? v : 0.f; }
+            else if (r) for (long i = 0; i < HW; i++) q[i] = (p[i] - mf) * scale + shift + r[i];
+            else if (relu) for (long i = 0; i < HW; i++) { float v = (p[i] - mf) * scale + shift; q[i] = v > 0.f ? v : 0.f; }
+            else for (long i = 0; i < HW; i++) q[i] = (p[i] - mf) * scale + shift;
         }
     }
 }
