@@ -147,11 +147,15 @@ def resolve_model_spec(
 
 def load_model(checkpoint: Union[str, os.PathLike], spec: Optional[ModelSpec] = None, *,
                model: Optional[str] = None, num_classes: Optional[int] = None,
-               config: Optional[Mapping[str, Any]] = None, loaded=None):
-    """Build the model a checkpoint belongs to and load it strictly; returns ``(model, spec)``.
+               config: Optional[Mapping[str, Any]] = None, loaded=None, fuse: bool = True):
+    """Build the model a checkpoint belongs to and load it strictly; returns ``(model, spec)`` in
+    eval mode.
 
     ``loaded`` is the checkpoint already read with :func:`jittor_pranet.checkpoint.read_state_dict`
-    (to avoid reading it twice).  Jittor must already be configured (``cli.common.setup_device``).
+    (to avoid reading it twice).  ``fuse``: fold the BatchNorms into the convolutions and use the
+    fused inference ops (:func:`jittor_pranet.fast.fuse_for_inference`; CPU fast path only, a no-op
+    otherwise; equal to the unfused model within the parity tolerance).  Jittor must already be
+    configured (``cli.common.setup_device``).
     """
     from ..checkpoint import load_state_dict, read_state_dict
     from ..models import build_model
@@ -169,6 +173,10 @@ def load_model(checkpoint: Union[str, os.PathLike], spec: Optional[ModelSpec] = 
         raise UserError(f"cannot build {spec.describe()}: {exc}") from None
     load_state_dict(net, ck.state_dict, strict=True, source=str(checkpoint))
     net.eval()
+    if fuse:
+        from .. import fast
+
+        fast.fuse_for_inference(net)
     return net, spec
 
 
