@@ -350,20 +350,24 @@ class FastBatchNorm2d(BatchNorm2d):
     unchanged."""
 
     def execute(self, x):
-        return self.bn_act(x)
+        y = self._train_op(x, None, False)
+        return y if y is not None else BatchNorm2d.execute(self, x)
 
     def bn_act(self, x, residual=None, relu: bool = False):
         """``relu(self(x) + residual)`` (either part optional); in training one op forward and one
         backward, so the ReLU and the residual add cost no extra single-threaded passes."""
-        if self.is_training() and not (self.sync_stats and jt.in_mpi):  # SyncBN: the plain module
-            out = batch_norm_train(x, self.weight, self.bias, self.eps, residual, relu)
-            if out is not None:
-                y, mean, var = out
-                self.track_batch_statistics(mean, var, x.numel() // self.num_features)
-                return y
-        y = BatchNorm2d.execute(self, x)
-        y = y if residual is None else y + residual
-        return nn.relu(y) if relu else y
+        y = self._train_op(x, residual, relu)
+        return y if y is not None else BatchNorm2d.bn_act(self, x, residual, relu)
+
+    def _train_op(self, x, residual, relu):
+        if not self.is_training() or (self.sync_stats and jt.in_mpi):  # SyncBN: the plain module
+            return None
+        out = batch_norm_train(x, self.weight, self.bias, self.eps, residual, relu)
+        if out is None:
+            return None
+        y, mean, var = out
+        self.track_batch_statistics(mean, var, x.numel() // self.num_features)
+        return y
 
 
 class _AttnFn(jt.Function):
@@ -544,7 +548,8 @@ def accelerate(model, enable: bool = True):
     if _SWAPS is None:
         fa = _fast_attention_class()
         _SWAPS = [(nn.Conv2d, FastConv2d), (BatchNorm2d, FastBatchNorm2d), (fa._base, fa),
-                  (LayerNorm, FastLayerNorm), (nn.GELU, FastGELU), (nn.Linear, FastLinear)] + _fast_pvt_classes() + _fast_res2net_classes()
+                  (LayerNorm, FastLayerNorm), (nn.GELU, FastGELU), (nn.Linear, FastLinear)]
+        _SWAPS += _fast_pvt_classes() + _fast_res2net_classes()
     for m in model.modules():
         for plain, fast_cls in _SWAPS:
             if enable and type(m) is plain:
@@ -603,12 +608,6 @@ class _FoldedBatchNorm(FastBatchNorm2d):
             return FastBatchNorm2d.execute(self, x)
         return x
 
-    def bn_act(self, x, residual=None, relu: bool = False):
-        if self.is_training():
-            return FastBatchNorm2d.bn_act(self, x, residual, relu)
-        y = x if residual is None else x + residual
-        return nn.relu(y) if relu else y
-
 
 def _folded(conv, bn):
     """(weight, bias) of ``bn(conv(x))`` in eval mode as one convolution (folded in float64)."""
@@ -633,39 +632,22 @@ def _fold(conv, bn, relu: bool = False) -> None:
 
 
 def _fast_res2net_classes():
-    """(original, fast) class pairs for Res2Net-v1b: BatchNorm + ReLU (+ residual) as one op in
-    training, and the fused eval forward once :func:`fuse_for_inference` folded the BatchNorms."""
+    """(original, fast) class pairs for Res2Net-v1b's eval forward once :func:`fuse_for_inference`
+    folded the BatchNorms (in training the blocks' ``bn_act`` calls already reach
+    :meth:`FastBatchNorm2d.bn_act`)."""
     from .models.res2net import Bottle2neck, Res2NetV1b
-    from .ops import avg_pool3x3, max_pool3x3_s2
 
     class FastBottle2neck(Bottle2neck):
-        """Training (and unfolded eval): each BatchNorm carries the ReLU after it, and bn3 the
-        residual add as well (:meth:`FastBatchNorm2d.bn_act`).  Folded eval: ``2 + nums``
-        multi-threaded ops: conv1 (+ReLU), each 3x3 conv reading its channel window of conv1's output
-        in place (adding the previous piece while staging it, +ReLU), and conv3 over the pieces (no
-        concatenation) + residual + ReLU.  Same arithmetic as the plain forward's single-threaded
-        slice/add/ReLU/concat ops."""
+        """Folded eval: ``2 + nums`` multi-threaded ops: conv1 (+ReLU), each 3x3 conv reading its
+        channel window of conv1's output in place (adding the previous piece while staging it,
+        +ReLU), and conv3 over the pieces (no concatenation) + residual + ReLU.  Same arithmetic as
+        the plain forward's single-threaded slice/add/ReLU/concat ops."""
 
         def execute(self, x):
             blk = getattr(self, "_folded_block", None)
             if blk is not None and not self.is_training() and _usable(x, blk["conv1"][0]):
                 return self._folded_forward(x, blk)
-            if not all(hasattr(bn, "bn_act") for bn in [self.bn1, self.bn3, *self.bns]):
-                return Bottle2neck.execute(self, x)
-            out = self.bn1.bn_act(self.conv1(x), relu=True)
-            w = self.width
-            splits = [out[:, i * w:(i + 1) * w] for i in range(self.scale)]
-            pieces = []
-            sp = None
-            for i in range(self.nums):
-                sp = splits[i] if (i == 0 or self.stype == "stage") else sp + splits[i]
-                sp = self.bns[i].bn_act(self.convs[i](sp), relu=True)
-                pieces.append(sp)
-            if self.scale != 1:
-                last = splits[self.nums]
-                pieces.append(avg_pool3x3(last, self.stride) if self.stype == "stage" else last)
-            residual = self.downsample(x) if self.downsample is not None else x
-            return self.bn3.bn_act(self.conv3(jt.concat(pieces, dim=1)), residual, relu=True)
+            return Bottle2neck.execute(self, x)
 
         def _folded_forward(self, x, blk):
             w1, b1 = blk["conv1"]
@@ -692,19 +674,15 @@ def _fast_res2net_classes():
             return cat_conv1x1(pieces, w3, b3, residual, relu=True)
 
     class FastRes2NetV1b(Res2NetV1b):
-        """The stem's BatchNorms carry their ReLUs (training); folded eval: the ReLUs live in the
-        convolutions and the max-pool is one multi-threaded op."""
+        """Folded eval: the stem's BatchNorms and ReLUs live in its convolutions and the max-pool is
+        one multi-threaded op."""
 
         def stem(self, x):
             c = self.conv1
             fused = getattr(c[6], "_fused", None)
             if not self.is_training() and fused is not None and fused[2] and _usable(x, fused[0]):
                 return pool2d(c[6](c[3](c[0](x))), "max", 3, 2, 1)  # MaxPool2d(3, 2, 1)
-            if not all(hasattr(bn, "bn_act") for bn in (c[1], c[4], self.bn1)):
-                return Res2NetV1b.stem(self, x)
-            x = c[1].bn_act(c[0](x), relu=True)
-            x = c[4].bn_act(c[3](x), relu=True)
-            return max_pool3x3_s2(self.bn1.bn_act(c[6](x), relu=True))
+            return Res2NetV1b.stem(self, x)
 
     return [(Bottle2neck, FastBottle2neck), (Res2NetV1b, FastRes2NetV1b)]
 

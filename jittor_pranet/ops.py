@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -165,6 +165,13 @@ class BatchNorm2d(nn.Module):
         scale = self.weight / jt.sqrt(self.running_var + self.eps)
         shift = self.bias - self.running_mean * scale
         return x * scale.reshape(1, c, 1, 1) + shift.reshape(1, c, 1, 1)
+
+    def bn_act(self, x: "jt.Var", residual: Optional["jt.Var"] = None, relu: bool = False) -> "jt.Var":
+        """``relu(self(x) + residual)`` (either part optional): the BN-(add)-ReLU pattern of Res2Net,
+        one call so that a faster BatchNorm (``fast.FastBatchNorm2d``) can do all of it in one op."""
+        y = self(x)
+        y = y if residual is None else y + residual
+        return nn.relu(y) if relu else y
 
 
 def set_sync_batchnorm(model: nn.Module, sync: bool) -> None:

@@ -358,9 +358,11 @@ def test_fused_inference_parity_with_torch(name):
 
 def test_res2net_training_path_matches_plain_modules():
     """Res2Net's training forward with BatchNorm+ReLU(+residual) ops == the same fast convolutions and
-    BatchNorms run by the plain modules (separate ReLU and add): outputs, every parameter gradient
-    and the running statistics, float32."""
-    from jittor_pranet.models.res2net import Bottle2neck, Res2NetV1b
+    BatchNorms followed by separate (Jittor) add and ReLU: outputs, every parameter gradient and the
+    running statistics, float32."""
+    import types
+
+    from jittor_pranet.models.res2net import Res2NetV1b
 
     # Seeded: with other weights a ReLU input can sit within float32 rounding of 0 and flip sides
     # between the two paths (seen: one input 3.9e-7 of 13.9 changed one BN bias gradient by 0.65%),
@@ -377,12 +379,11 @@ def test_res2net_training_path_matches_plain_modules():
                     for p in enc.parameters()]
         for p, v in zip(enc.parameters(), init):
             p.assign(v)
-        if not fused_act:
-            for m in enc.modules():
-                m.__class__ = {"FastBottle2neck": Bottle2neck, "FastRes2NetV1b": Res2NetV1b}.get(
-                    type(m).__name__, type(m))
-        kinds = {type(m).__name__ for m in enc.modules()}
-        assert ("FastBottle2neck" in kinds) == fused_act and "FastBatchNorm2d" in kinds
+        bns = [m for m in enc.modules() if isinstance(m, fast.FastBatchNorm2d)]
+        assert len(bns) > 20
+        if not fused_act:  # the plain composition: fast BN op, then Jittor's add and ReLU
+            for m in bns:
+                m.bn_act = types.MethodType(BatchNorm2d.bn_act, m)
         enc.train()
         feats = enc.forward_features(jt.array(xn))
         loss = sum((f * jt.array(np.random.default_rng(i).standard_normal(f.shape).astype(np.float32))).sum()

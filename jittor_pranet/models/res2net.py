@@ -45,21 +45,20 @@ class Bottle2neck(nn.Module):
         self.stride = stride
 
     def execute(self, x):
-        out = nn.relu(self.bn1(self.conv1(x)))
+        out = self.bn1.bn_act(self.conv1(x), relu=True)
         w = self.width
         splits = [out[:, i * w:(i + 1) * w] for i in range(self.scale)]
         pieces = []
         sp = None
         for i in range(self.nums):
             sp = splits[i] if (i == 0 or self.stype == "stage") else sp + splits[i]
-            sp = nn.relu(self.bns[i](self.convs[i](sp)))
+            sp = self.bns[i].bn_act(self.convs[i](sp), relu=True)
             pieces.append(sp)
         if self.scale != 1:
             last = splits[self.nums]
             pieces.append(avg_pool3x3(last, self.stride) if self.stype == "stage" else last)
-        out = self.bn3(self.conv3(jt.concat(pieces, dim=1)))
         residual = self.downsample(x) if self.downsample is not None else x
-        return nn.relu(out + residual)
+        return self.bn3.bn_act(self.conv3(jt.concat(pieces, dim=1)), residual, relu=True)
 
 
 class Res2NetV1b(nn.Module):
@@ -99,7 +98,9 @@ class Res2NetV1b(nn.Module):
         return nn.Sequential(*layers)
 
     def stem(self, x):
-        return max_pool3x3_s2(nn.relu(self.bn1(self.conv1(x))))
+        c = self.conv1  # conv, BN, ReLU, conv, BN, ReLU, conv (indices as the official state dict)
+        x = c[4].bn_act(c[3](c[1].bn_act(c[0](x), relu=True)), relu=True)
+        return max_pool3x3_s2(self.bn1.bn_act(c[6](x), relu=True))
 
     def forward_features(self, x) -> List["jt.Var"]:
         """The four stage outputs (1/4, 1/8, 1/16, 1/32 resolution)."""
