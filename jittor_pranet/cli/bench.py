@@ -49,7 +49,8 @@ def register(sub) -> None:
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per variant and shape (default 1)")
     p.add_argument("--variants", type=_variants, default=("torch", "jittor_plain", "jittor", "jittor_fused"),
                    help="space/comma-separated: torch, jittor_plain, jittor, jittor_fused (default: these four), "
-                        "or jittor[feature,...] with features conv,bn,attention,tokens and conv=auto|nchw|onednn, "
+                        "or jittor[feature,...] with features conv,bn,attention,tokens,norm,linear and "
+                        "conv=auto|nchw|onednn, "
                         "e.g. 'torch jittor_plain jittor[conv] jittor[conv,bn] jittor'")
     p.add_argument("--no-inference", action="store_true", help="skip inference")
     p.add_argument("--no-training", action="store_true", help="skip training")
