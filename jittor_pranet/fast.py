@@ -250,6 +250,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
     convolution when no gradient is needed.
     """
     act = "relu" if relu else act
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; choose one of {sorted(a for a in ACTIVATIONS if a)} or None")
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     if not _usable(x, weight, feature):
         if layout & 1:
@@ -540,8 +542,10 @@ _SWAPS = None
 
 
 def accelerate(model, enable: bool = True):
-    """Switch every ``nn.Conv2d``/``BatchNorm2d`` of ``model`` to the fast classes in place (same
-    parameters, same state dict); ``enable=False`` switches them back."""
+    """Switch ``model``'s modules to the fast classes in place: ``nn.Conv2d``, ``BatchNorm2d``,
+    ``nn.Linear``, ``LayerNorm``, ``nn.GELU``, PVTv2's attention/MLP/block/patch-embedding/depth-wise
+    conv and Res2Net's block and encoder (same parameters, same state dict); ``enable=False``
+    switches them back."""
     global _SWAPS
     if enable and not _ENABLED:  # JITTOR_PRANET_FAST=0: leave Jittor's own modules in place
         return model
@@ -569,13 +573,21 @@ def accelerate(model, enable: bool = True):
 POOL_KINDS = {"max": 0, "avg": 1, "avg_valid": 2}
 
 
+def _ops():
+    """The compiled ops, or a clear error (the block ops below have no Jittor fallback)."""
+    if jt.flags.use_cuda or _load_ops() is None:
+        raise RuntimeError(f"jittor-pranet's CPU ops are not available: {unavailable_reason()}")
+    return _OPS
+
+
 def pool2d(x, kind: str, kernel: int, stride: int, padding: int = 0, ceil_mode: bool = False,
            channels: Optional[tuple] = None):
     """Max / average pooling of NCHW ``x`` (or of its channel window ``channels=(first, count)``) as
     one multi-threaded op with PyTorch's semantics: ``avg`` counts the zero padding
-    (``count_include_pad=True``), ``avg_valid`` does not; ``ceil_mode`` as ``nn.AvgPool2d``."""
+    (``count_include_pad=True``), ``avg_valid`` does not; ``ceil_mode`` as ``nn.AvgPool2d``.
+    Inference only (no backward), CPU fast ops only, like the two helpers below."""
     first, count = channels if channels is not None else (0, -1)
-    return _OPS.pranet_pool(x, POOL_KINDS[kind], int(kernel), int(stride), int(padding), int(ceil_mode),
+    return _ops().pranet_pool(x, POOL_KINDS[kind], int(kernel), int(stride), int(padding), int(ceil_mode),
                             int(first), int(count))
 
 
@@ -585,7 +597,7 @@ def conv2d_window(x, weight, bias, stride=1, padding=0, dilation=1, groups: int 
     for NCHW float32 tensors, C = ``weight.shape[1] * groups``; the windows are read in place."""
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     ins = [x, weight, bias] + ([addend] if addend is not None else [])
-    return _OPS.pranet_conv_fused(ins, sh, sw, ph, pw, dh, dw, int(groups), _MODE, int(relu), int(first),
+    return _ops().pranet_conv_fused(ins, sh, sw, ph, pw, dh, dw, int(groups), _MODE, int(relu), int(first),
                                   int(addend_first) if addend is not None else -1)
 
 
@@ -593,7 +605,7 @@ def cat_conv1x1(pieces, weight, bias, residual=None, relu: bool = False):
     """``act(conv1x1(concat(windows), weight) + bias (+ residual))`` where ``pieces`` is a list of
     ``(tensor, first_channel)`` windows of ``weight.shape[1] / len(pieces)`` channels each."""
     ins = [t for t, _ in pieces] + [weight, bias] + ([residual] if residual is not None else [])
-    return _OPS.pranet_cat_gemm(ins, [int(o) for _, o in pieces], int(relu), int(residual is not None))
+    return _ops().pranet_cat_gemm(ins, [int(o) for _, o in pieces], int(relu), int(residual is not None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -645,7 +657,8 @@ def _fast_res2net_classes():
 
         def execute(self, x):
             blk = getattr(self, "_folded_block", None)
-            if blk is not None and not self.is_training() and _usable(x, blk["conv1"][0]):
+            if (blk is not None and not self.is_training() and _usable(x, blk["conv1"][0])
+                    and _no_grad_needed(x)):  # the block ops have no backward
                 return self._folded_forward(x, blk)
             return Bottle2neck.execute(self, x)
 
@@ -680,7 +693,8 @@ def _fast_res2net_classes():
         def stem(self, x):
             c = self.conv1
             fused = getattr(c[6], "_fused", None)
-            if not self.is_training() and fused is not None and fused[2] and _usable(x, fused[0]):
+            if (not self.is_training() and fused is not None and fused[2] and _usable(x, fused[0])
+                    and _no_grad_needed(x)):  # the pooling op has no backward
                 return pool2d(c[6](c[3](c[0](x))), "max", 3, 2, 1)  # MaxPool2d(3, 2, 1)
             return Res2NetV1b.stem(self, x)
 
@@ -715,7 +729,9 @@ def fuse_for_inference(model):
 
     The model's parameters and state dict are untouched (the folded weights are private
     attributes), ``model.train()`` runs the unfused graph again, and :func:`unfuse` removes the
-    folding.  Call again after loading new weights.
+    folding.  The folded weights are a snapshot: call again after loading new weights or training
+    steps (or :func:`unfuse`), else eval mode keeps running the old ones.  Inputs that need a
+    gradient take the folded convolutions but not Res2Net's block ops (they have no backward).
     """
     if not enabled():
         return model

@@ -188,6 +188,14 @@ def test_gelu_matches_plain_module():
 def test_accelerate_round_trip_keeps_state_dict():
     from jittor_pranet.models import build_model
 
+    m = build_model("pranet_v2_res2net")
+    assert {"FastBottle2neck", "FastRes2NetV1b", "FastConv2d", "FastBatchNorm2d"} <= {type(x).__name__
+                                                                                      for x in m.modules()}
+    keys = list(m.state_dict())
+    fast.accelerate(m, enable=False)
+    assert not any(type(x).__name__.startswith("Fast") for x in m.modules())
+    assert list(m.state_dict()) == keys
+
     m = build_model("pranet_v2_pvt")
     kinds = {type(x).__name__ for x in m.modules()}
     assert {"FastConv2d", "FastBatchNorm2d", "FastAttention", "FastDWConv", "FastOverlapPatchEmbed", "FastLayerNorm",
@@ -234,6 +242,9 @@ POOL_CASES = [  # kind, kernel, stride, padding, ceil_mode, (n, c, h, w), channe
     ("avg", 3, 2, 1, False, (2, 6, 11, 13), (2, 2)),      # stage pool, stride 2
     ("avg_valid", 2, 2, 0, True, (2, 4, 13, 11), None),   # downsample AvgPoolCeil on odd sizes
     ("avg_valid", 2, 2, 0, True, (1, 3, 6, 8), None),
+    ("avg", 3, 2, 1, True, (2, 3, 10, 11), None),         # ceil mode with padding: clipped divisor
+    ("avg_valid", 3, 2, 1, True, (1, 3, 10, 11), (1, 2)),
+    ("max", 3, 2, 1, True, (1, 2, 10, 11), None),
 ]
 
 
@@ -246,9 +257,12 @@ def test_pool2d_matches_torch_and_plain_ops(case):
     first, count = window if window else (0, shape[1])
     sub = xn[:, first:first + count]
     y = fast.pool2d(jt.array(xn), kind, k, s, p, ceil_mode=ceil, channels=window).numpy()
-    plain = {"max": lambda v: max_pool3x3_s2(v), "avg": lambda v: avg_pool3x3(v, s),
-             "avg_valid": lambda v: avg_pool_ceil(v, k)}[kind](jt.array(sub)).numpy()
-    assert y.shape == plain.shape and _rel(y, plain) < 1e-6
+    plain_op = {("max", 3, 2, 1, False): lambda v: max_pool3x3_s2(v),  # the model's own pooling ops
+                ("avg", 3, s, 1, False): lambda v: avg_pool3x3(v, s),
+                ("avg_valid", k, k, 0, True): lambda v: avg_pool_ceil(v, k)}.get((kind, k, s, p, ceil))
+    if plain_op is not None:
+        plain = plain_op(jt.array(sub)).numpy()
+        assert y.shape == plain.shape and _rel(y, plain) < 1e-6
     torch = pytest.importorskip("torch")
     t = torch.from_numpy(sub)
     if kind == "max":
@@ -258,7 +272,7 @@ def test_pool2d_matches_torch_and_plain_ops(case):
     assert y.shape == tuple(ref.shape) and _rel(y, ref.numpy()) < 1e-6
 
 
-@pytest.mark.parametrize("mode", ["auto", "nchw"])
+@pytest.mark.parametrize("mode", ["auto", "nchw", "onednn"])
 @pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (1, 1)])
 def test_conv2d_window_with_addend_matches_plain_conv(mode, k, stride):
     rng = np.random.default_rng(2)
@@ -324,6 +338,12 @@ def test_linear_matches_plain_and_keeps_gradients(bias, residual):
     lin.__class__ = fast.FastLinear
     (g_fast,) = jt.grad(lin(x).sqr().sum(), [x])
     assert _rel(g_fast.numpy(), g_plain.numpy()) < 1e-6
+    # the functional form with gradients needed: Jittor's ops, same value, gradient 1 to the residual
+    r = jt.array(rng.standard_normal((2, 5, 9)).astype(np.float32))
+    y = fast.linear(x, arr(wn), arr(bn), r)
+    expect = xn.astype(np.float64) @ wn.T + (bn if bias else 0) + r.numpy()
+    assert _rel(y.numpy(), expect) < 2e-6
+    assert np.array_equal(jt.grad(y.sum(), [r])[0].numpy(), np.ones((2, 5, 9), np.float32))
 
 
 @pytest.mark.parametrize("name", ["pranet_v2_res2net", "pranet_v1_res2net"])
@@ -413,3 +433,23 @@ def test_fused_models_fall_back_to_jittor_kernels(name):
             with fast.features(names):
                 got = [o.numpy() for o in m(x)]
             assert max(_rel(a, b) for a, b in zip(got, ref)) < 1e-5, names
+
+
+def test_fused_res2net_keeps_input_gradients_in_eval_mode():
+    """Gradients w.r.t. the input of a fused model (saliency-style use of a loaded model) take the
+    folded convolutions but not the block ops, which have no backward: same as unfused."""
+    from jittor_pranet.models.res2net import Res2NetV1b
+
+    jt.set_global_seed(5)
+    enc = fast.accelerate(Res2NetV1b((1, 1, 1, 1)))
+    enc.eval()
+    xn = np.random.default_rng(6).standard_normal((1, 3, 64, 64)).astype(np.float32)
+
+    def input_grad():
+        x = jt.array(xn)
+        return jt.grad(enc.forward_features(x)[-1].sum(), [x])[0].numpy()
+
+    plain = input_grad()
+    fast.fuse_for_inference(enc)
+    fused = input_grad()
+    assert np.abs(plain).max() > 0 and _rel(fused, plain) < 1e-5

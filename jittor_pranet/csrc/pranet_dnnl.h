@@ -8,7 +8,8 @@
 //     (dnnl_sgemm, no reorder at all, forward, backward-data and backward-weights);
 //   * other convolutions use cached oneDNN primitives; the activation layout is selectable
 //     (plain NCHW, or "any" with reorders) per call so both can be measured;
-//   * forward takes an optional bias and fused ReLU (BatchNorm folded for inference).
+//   * forward takes an optional bias and a fused activation, ReLU or exact GELU (BatchNorm folded
+//     for inference).
 // Ops run one at a time on Jittor's executing thread, so one static scratch pool is enough.
 #pragma once
 #include <dnnl.hpp>

@@ -7,6 +7,7 @@ namespace jittor {
 
 static int pool_out_size(int in, int k, int s, int p, int ceil_mode) {
     int num = in + 2 * p - k;
+    ASSERT(num >= 0) << "pooling window" << k << "larger than the padded input" << in + 2 * p;
     int out = (ceil_mode ? (num + s - 1) / s : num / s) + 1;
     if (ceil_mode && (out - 1) * s >= in + p) out--;  // the last window must start inside the input or left pad
     return out;

@@ -154,8 +154,9 @@ def load_model(checkpoint: Union[str, os.PathLike], spec: Optional[ModelSpec] = 
     ``loaded`` is the checkpoint already read with :func:`jittor_pranet.checkpoint.read_state_dict`
     (to avoid reading it twice).  ``fuse``: fold the BatchNorms into the convolutions and use the
     fused inference ops (:func:`jittor_pranet.fast.fuse_for_inference`; CPU fast path only, a no-op
-    otherwise; equal to the unfused model within the parity tolerance).  Jittor must already be
-    configured (``cli.common.setup_device``).
+    otherwise; equal to the unfused model within the parity tolerance; the folded weights are a
+    snapshot, so to train the returned model pass ``fuse=False`` or call ``fast.unfuse``).  Jittor
+    must already be configured (``cli.common.setup_device``).
     """
     from ..checkpoint import load_state_dict, read_state_dict
     from ..models import build_model
