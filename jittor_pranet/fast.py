@@ -228,9 +228,19 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-def _usable(x, w, feature: str = "conv") -> bool:
+def _usable3(x, w, feature: str) -> bool:
+    """The fast ops apply: feature on, CPU, float32 input and weight, ops compiled (any rank)."""
     return (_on(feature) and not jt.flags.use_cuda and str(x.dtype) == "float32" and str(w.dtype) == "float32"
-            and x.ndim == 4 and available())
+            and available())
+
+
+def _usable(x, w, feature: str = "conv") -> bool:
+    return x.ndim == 4 and _usable3(x, w, feature)
+
+
+def _no_grad_needed(*vs) -> bool:
+    """No gradient can flow to any of ``vs`` (None entries ignored): the forward-only ops apply."""
+    return jt.flags.no_grad or all(v is None or v.is_stop_grad() for v in vs)
 
 
 ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2}
@@ -258,8 +268,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
             x = x.transpose(0, 3, 1, 2)
         y = _activate(nn.conv2d(x, weight, bias, stride, padding, dilation, groups), act)
         return y.transpose(0, 2, 3, 1) if layout & 2 else y
-    if jt.flags.no_grad or (x.is_stop_grad() and weight.is_stop_grad()
-                            and (bias is None or bias.is_stop_grad())):
+    if _no_grad_needed(x, weight, bias):
         ins = [x, weight] + ([bias] if bias is not None else [])
         return _OPS.pranet_conv(ins, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
                                 groups, _MODE, ACTIVATIONS[act], int(layout))
@@ -267,10 +276,6 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
     if bias is not None:
         y = y + (bias if layout & 2 else bias.reshape(1, -1, 1, 1))
     return _activate(y, act)
-
-
-def _no_grad_needed(*vs) -> bool:
-    return jt.flags.no_grad or all(v is None or v.is_stop_grad() for v in vs)
 
 
 def linear(x, weight, bias=None, residual=None):
@@ -397,10 +402,6 @@ def attention(q, kv, heads: int, scale: float):
     return _AttnFn(heads, scale)(q, kv)[0]
 
 
-def _usable3(x, w, feature: str) -> bool:
-    return (_on(feature) and not jt.flags.use_cuda and str(x.dtype) == "float32" and str(w.dtype) == "float32"
-            and available())
-
 
 class _LayerNormFn(jt.Function):
     def __init__(self, eps: float):
@@ -424,7 +425,7 @@ class FastLayerNorm(LayerNorm):
     def execute(self, x):
         if not (_usable3(x, self.weight, "norm") and str(self.bias.dtype) == "float32"):
             return LayerNorm.execute(self, x)
-        if jt.flags.no_grad or (x.is_stop_grad() and self.weight.is_stop_grad() and self.bias.is_stop_grad()):
+        if _no_grad_needed(x, self.weight, self.bias):
             return _OPS.pranet_ln_fwd(x, self.weight, self.bias, float(self.eps))[0]
         return _LayerNormFn(self.eps)(x, self.weight, self.bias)
 
@@ -444,7 +445,7 @@ class FastGELU(nn.GELU):
     def execute(self, x):
         if not _usable3(x, x, "norm"):
             return nn.GELU.execute(self, x)
-        if jt.flags.no_grad or x.is_stop_grad():
+        if _no_grad_needed(x):
             return _OPS.pranet_gelu(x, x, 0)
         return _GeluFn()(x)
 
@@ -489,13 +490,14 @@ def _fast_pvt_classes():
     from .models.pvtv2 import Block, DWConv, Mlp, OverlapPatchEmbed
 
     class FastDWConv(DWConv):
-        def execute(self, x, h: int, w: int):
+        def execute(self, x, h: int, w: int, act: Optional[str] = None):
+            """``act`` ("gelu", inference): applied inside the convolution (oneDNN post-op)."""
             b, n, c = x.shape
             conv = self.dwconv
             if not _usable3(x, conv.weight, "tokens"):
-                return DWConv.execute(self, x, h, w)
+                return _activate(DWConv.execute(self, x, h, w), act)
             y = conv2d(x.reshape(b, h, w, c), conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation,
-                       conv.groups, layout=3, feature="tokens")
+                       conv.groups, layout=3, feature="tokens", act=act)
             return y.reshape(b, n, c)
 
     class FastOverlapPatchEmbed(OverlapPatchEmbed):
@@ -517,10 +519,8 @@ def _fast_pvt_classes():
                 return y if residual is None else residual + y
             hid = self.fc1(x)
             conv = self.dwconv.dwconv
-            if _usable3(hid, conv.weight, "tokens") and _on("linear"):
-                b, n, c = hid.shape
-                hid = conv2d(hid.reshape(b, h, w, c), conv.weight, conv.bias, conv.stride, conv.padding,
-                             conv.dilation, conv.groups, layout=3, feature="tokens", act="gelu").reshape(b, n, c)
+            if _usable3(hid, conv.weight, "tokens") and _on("linear") and isinstance(self.dwconv, FastDWConv):
+                hid = self.dwconv(hid, h, w, act="gelu")
             else:
                 hid = self.act(self.dwconv(hid, h, w))
             return linear(hid, self.fc2.weight, self.fc2.bias, residual)

@@ -44,11 +44,6 @@ void PranetConvFusedOp::jit_prepare(JK& jk) {
 #ifdef JIT_cpu
 using namespace pranet_dnnl;
 
-struct FusedFwdEntry {
-    convolution_forward::primitive_desc pd;
-    convolution_forward prim;
-};
-
 void PranetConvFusedOp::jit_run() {
     const int N = x->shape[0], C = w->shape[1] * groups, H = x->shape[2], W = x->shape[3];
     Geom G{N, C, H, W, (int)w->shape[0], (int)w->shape[2], (int)w->shape[3], (int)y->shape[2], (int)y->shape[3],
@@ -72,42 +67,15 @@ void PranetConvFusedOp::jit_run() {
         src = buf;
         bstride = (long)C * hw;
     }
-    const float* wp = w->ptr<float32>();
     const float* bp = b->ptr<float32>();
-    float* yp = y->ptr<float32>();
     if (G.is_gemm() && mode != 2) {
-        for (int n = 0; n < N; n++) {
-            ASSERTop(0, ==, dnnl_sgemm('N', 'N', G.O, hw, C, 1.f, wp, C, src + n * bstride, hw, 0.f,
-                                       yp + (size_t)n * G.O * hw, hw));
-        }
-        bias_act(yp, bp, nullptr, (long)N * G.O, G.O, hw, relu);
+        conv1x1_gemm(G, w->ptr<float32>(), src, bstride, bp, y->ptr<float32>(), relu);
         return;
     }
-    static std::unordered_map<std::string, std::unique_ptr<FusedFwdEntry>> cache;
-    auto key = G.key("fused", mode, relu);
-    auto it = cache.find(key);
-    if (it == cache.end()) {
-        const ConvMds m = wanted_mds(G, mode, tag::nchw, tag::nchw);
-        memory::desc b_md({G.O}, dt::f32, tag::x);
-        auto d = convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, m.src, m.wei,
-                                           b_md, m.dst, G.strides(), G.dil(), G.pad(), G.pad());
-        primitive_attr attr;
-        append_act(attr, relu);
-        auto pd = convolution_forward::primitive_desc(d, attr, eng());
-        auto e = std::unique_ptr<FusedFwdEntry>(new FusedFwdEntry{pd, convolution_forward(pd)});
-        it = cache.emplace(key, std::move(e)).first;
-    }
-    auto& E = *it->second;
     const memory::desc src_user = bstride == (long)C * hw ? plain(G.src(), tag::nchw)
                                                           : memory::desc(G.src(), dt::f32, {bstride, hw, W, 1});
-    memory::desc b_md({G.O}, dt::f32, tag::x);
-    Arg args[4] = {
-        {DNNL_ARG_SRC, E.pd.src_desc(), src_user, (void*)src, false},
-        {DNNL_ARG_WEIGHTS, E.pd.weights_desc(), plain(G.wei(), G.wtag()), (void*)wp, false},
-        {DNNL_ARG_DST, E.pd.dst_desc(), plain(G.dst(), tag::nchw), (void*)yp, true},
-        {DNNL_ARG_BIAS, b_md, b_md, (void*)bp, false},
-    };
-    run_with_reorders(E.prim, args, 4);
+    conv_forward_onednn(G, mode, relu, src_user, tag::nchw, tag::nchw, src, w->ptr<float32>(), bp,
+                        y->ptr<float32>());
 }
 #endif  // JIT_cpu
 #endif  // JIT

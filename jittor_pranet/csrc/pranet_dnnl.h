@@ -136,5 +136,50 @@ inline void run_with_reorders(const primitive& prim, Arg* args, int nargs) {
     strm().wait();
 }
 
+// y[n] (O x HW) = W (O x C) @ src[n] (C x HW) for a 1x1 / stride-1 convolution on NCHW memory whose
+// images lie `src_stride` floats apart (a channel window of a larger tensor), then bias + activation
+inline void conv1x1_gemm(const Geom& G, const float* wp, const float* src, long src_stride, const float* bp,
+                         float* yp, int act) {
+    const long hw = (long)G.H * G.W;
+    for (int n = 0; n < G.N; n++) {
+        ASSERTop(0, ==, dnnl_sgemm('N', 'N', G.O, hw, G.C, 1.f, wp, G.C, src + n * src_stride, hw, 0.f,
+                                   yp + (size_t)n * G.O * hw, hw));
+    }
+    if (bp || act) bias_act(yp, bp, nullptr, (long)G.N * G.O, G.O, hw, act);
+}
+
+// forward convolution through a primitive cached per geometry: `src_user` describes the caller's
+// source memory (plain, or a strided channel window), xt / yt the plain activation layouts
+inline void conv_forward_onednn(const Geom& G, int mode, int act, const memory::desc& src_user, tag xt, tag yt,
+                                const float* xp, const float* wp, const float* bp, float* yp) {
+    struct Entry {
+        convolution_forward::primitive_desc pd;
+        convolution_forward prim;
+    };
+    static std::unordered_map<std::string, std::unique_ptr<Entry>> cache;
+    const memory::desc b_md({G.O}, dt::f32, tag::x);
+    auto key = G.key("fwd", mode, (bp ? 1 : 0) + 2 * act + 8 * (xt == tag::nhwc) + 16 * (yt == tag::nhwc));
+    auto it = cache.find(key);
+    if (it == cache.end()) {
+        const ConvMds m = wanted_mds(G, mode, xt, yt);
+        auto d = bp ? convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct,
+                                                m.src, m.wei, b_md, m.dst, G.strides(), G.dil(), G.pad(), G.pad())
+                    : convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct,
+                                                m.src, m.wei, m.dst, G.strides(), G.dil(), G.pad(), G.pad());
+        primitive_attr attr;
+        append_act(attr, act);
+        auto pd = convolution_forward::primitive_desc(d, attr, eng());
+        it = cache.emplace(key, std::unique_ptr<Entry>(new Entry{pd, convolution_forward(pd)})).first;
+    }
+    auto& E = *it->second;
+    Arg args[4] = {
+        {DNNL_ARG_SRC, E.pd.src_desc(), src_user, (void*)xp, false},
+        {DNNL_ARG_WEIGHTS, E.pd.weights_desc(), plain(G.wei(), G.wtag()), (void*)wp, false},
+        {DNNL_ARG_DST, E.pd.dst_desc(), plain(G.dst(), yt), (void*)yp, true},
+        {DNNL_ARG_BIAS, b_md, b_md, (void*)bp, false},
+    };
+    run_with_reorders(E.prim, args, bp ? 4 : 3);
+}
+
 }  // namespace pranet_dnnl
 }  // namespace jittor
