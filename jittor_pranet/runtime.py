@@ -172,10 +172,38 @@ def configure(device: Optional[str] = None) -> RuntimeInfo:
     return info
 
 
+_SIGNALS_RESTORED = False
+
+
+def restore_python_signal_handlers() -> None:
+    """Give SIGCHLD and SIGINT back to Python after Jittor's import replaced them.
+
+    Jittor's C++ handlers end the whole process at once (``quick_exit(1)``, silently with
+    ``log_silent``) when *any* child process dies by a signal (a killed ``subprocess``, a crashed
+    ``mpirun``, a pool worker taken by the OOM killer) and on Ctrl-C. A library must not do that:
+    with Python's handlers the caller sees the child's return code or ``BrokenProcessPool``, and
+    Ctrl-C raises ``KeyboardInterrupt`` (the CLI reports it; atomic writes leave nothing half-written).
+    Only the main thread may set handlers; elsewhere this does nothing.
+    """
+    global _SIGNALS_RESTORED
+    import signal
+    import threading
+
+    if _SIGNALS_RESTORED or threading.current_thread() is not threading.main_thread():
+        return
+    if hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if "JPY_PARENT_PID" not in os.environ:  # Jittor leaves Jupyter's SIGINT alone; so do we
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    _SIGNALS_RESTORED = True
+
+
 def import_jittor(device: Optional[str] = None):
     """Configure (first time only) and import jittor, setting ``use_cuda`` as decided."""
     info = configure(device)
     import jittor as jt  # noqa: E402  (configured above)
+
+    restore_python_signal_handlers()
 
     want = info.use_cuda and (device or info.requested_device) != "cpu"
     jt.flags.use_cuda = 1 if (want and jt.has_cuda) else 0

@@ -2,7 +2,7 @@
 gradients as the optimizer sees them (all-reduced mean under MPI, no clipping), the loss averaged over
 ranks and the BatchNorm running statistics after the step, written by rank 0 to an .npz file.
 
-usage: python tests/mpi_worker.py DATA_ROOT OUT.npz BATCH_PER_RANK [float32|float64]
+usage: python tests/mpi_worker.py DATA_ROOT OUT.npz BATCH_PER_RANK [float32|float64] [MODEL]
 """
 import sys
 import tempfile
@@ -34,7 +34,8 @@ def one_step(trainer, images, masks, sync: bool, dtype: str):
 def main() -> None:
     data, out_path, batch = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     dtype = sys.argv[4] if len(sys.argv) > 4 else "float32"
-    cfg = load_config(None, [f"data.train={data}", "model.name=pranet_v2_pvt", "model.encoder=pvt_v2_b0",
+    model = sys.argv[5] if len(sys.argv) > 5 else "pranet_v2_pvt"
+    cfg = load_config(None, [f"data.train={data}", f"model.name={model}", "model.encoder=pvt_v2_b0",
                              "model.drop_path_rate=0", "data.train_size=64", f"train.batch_size={batch}",
                              "train.multi_scale=[1.0]", "train.clip=null", "data.val_fraction=0",
                              "data.num_workers=1", "output.predict_test=false"])

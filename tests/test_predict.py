@@ -193,7 +193,10 @@ def test_batch_never_mixes_images(tmp_path, capsys, ckpts):
     assert run_cli(["predict", tmp_path / "b.png", tmp_path / "a.png", "--out", tmp_path / "batch",
                     "--batch-size", 2, *common], capsys)[0] == 0
     alone, batched = _read(tmp_path / "alone" / "a.png"), _read(tmp_path / "batch" / "a.png")
-    assert np.array_equal(alone, batched)
+    # a sits at batch position 0 alone and 1 with b: float32 rounding only (see the test below), which
+    # can move a pixel that lies on a rounding boundary by one level; batch-wide normalisation: > 10
+    moved = np.abs(alone.astype(int) - batched.astype(int))
+    assert moved.max() <= 1 and (moved == 0).mean() > 0.99
     assert np.array_equal(to_uint8_map(predictor.predict_batch([a])[0]), alone)
     # another --batch-size runs other kernels: float rounding may move a rare pixel by one level, no more
     single = to_uint8_map(Predictor(model, SIZE, batch_size=1).predict_batch([a])[0]).astype(int)
@@ -201,7 +204,7 @@ def test_batch_never_mixes_images(tmp_path, capsys, ckpts):
     assert diff.max() <= 1 and (diff == 0).mean() > 0.99
 
 
-def test_predictor_padding_and_batch_content_do_not_change_floats(ckpts):
+def test_predictor_padding_and_batch_content_do_not_change_predictions(ckpts):
     from jittor_pranet import fast
     from jittor_pranet.engine.inference import Predictor, load_model
 
@@ -216,7 +219,11 @@ def test_predictor_padding_and_batch_content_do_not_change_floats(ckpts):
     assert alone.shape == (40, 50) and with_b[1].shape == (70, 30)
     assert np.array_equal(alone, with_b[0])
     three = pred.predict_batch([b, a, b])  # chunks [b, a] + [b(padded)]
-    assert np.array_equal(three[1], alone) and np.array_equal(three[0], three[2])
+    assert np.array_equal(three[0], three[2])  # same batch position: bitwise
+    # another batch position: the same maths, but oneDNN / GEMM kernels may block row 1 differently
+    # from row 0 (rounding order), so only float32 rounding may differ. Measured: 0 on this AVX-512
+    # machine, 4.5e-7 with ONEDNN_MAX_CPU_ISA=AVX2; content leaking between images moves it by > 1e-2.
+    assert np.abs(three[1] - alone).max() <= 1e-5
     assert np.array_equal(pred.predict_image(a, out_size=(20, 25)).shape, (20, 25))
 
 
