@@ -291,10 +291,18 @@ def linear(x, weight, bias=None, residual=None):
     return _OPS.pranet_linear(ins, int(bias is not None), int(residual is not None))
 
 
+def _like(x, weight):
+    """``x`` in ``weight``'s floating-point type: a half-precision model (``engine.inference.cast_model``)
+    meets float32 activations where parameter-free ops (resize, softmax) promoted them; every layer
+    with weights then computes in its weights' type, as mixed precision does."""
+    return x if x.dtype == weight.dtype else x.cast(weight.dtype)
+
+
 class FastLinear(nn.Linear):
     """``nn.Linear`` through :func:`linear` (inference); same parameters and state-dict names."""
 
     def execute(self, x, residual=None):
+        x = _like(x, self.weight)
         if residual is None and not _no_grad_needed(x, self.weight, self.bias):
             return nn.Linear.execute(self, x)
         return linear(x, self.weight, self.bias, residual)
@@ -308,6 +316,7 @@ class FastConv2d(nn.Conv2d):
     """
 
     def execute(self, x):
+        x = _like(x, self.weight)
         fused = getattr(self, "_fused", None)
         if fused is not None and not self.is_training():
             w, b, relu = fused
@@ -357,6 +366,7 @@ class FastBatchNorm2d(BatchNorm2d):
     unchanged."""
 
     def execute(self, x):
+        x = _like(x, self.weight)
         y = self._train_op(x, None, False)
         return y if y is not None else BatchNorm2d.execute(self, x)
 
@@ -423,6 +433,7 @@ class FastLayerNorm(LayerNorm):
     (same parameters; two-pass statistics in double)."""
 
     def execute(self, x):
+        x = _like(x, self.weight)
         if not (_usable3(x, self.weight, "norm") and str(self.bias.dtype) == "float32"):
             return LayerNorm.execute(self, x)
         if _no_grad_needed(x, self.weight, self.bias):

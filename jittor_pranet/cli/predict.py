@@ -44,9 +44,14 @@ def add_model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True)
                    help="network input side, a multiple of 32 (default: data.test_size, else data.train_size, of "
                         "--config or of the config saved in a training checkpoint; else 352, the official size)")
     p.add_argument("--batch-size", type=int, default=4, metavar="N",
-                   help="images per forward pass (default 4; a short last batch is padded). A map never depends "
-                        "on the other images of its batch; another N runs other kernels and may move a few "
-                        "pixels by one grey level")
+                   help="images per forward pass (default 4; a short last batch is padded). The other images "
+                        "of a batch never change a map beyond float32 rounding; another N runs other kernels: "
+                        "a rare pixel may move by one grey level")
+    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                   help="fp32 (default), or fp16: half-precision inference (AMP): weights and activations in "
+                        "float16, sums in float32, logits back in float32; probabilities within 1e-2 of fp32 "
+                        "(measured 3e-3). For GPUs: on CPU it is ~170x slower (no float16 kernels). No bf16: "
+                        "Jittor's CPU kernels accumulate it in bf16 (docs/benchmarks.md)")
     add_device_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -105,9 +110,11 @@ def build_predictor(args, loaded, spec, size: int):
     jt = setup_device(args.device)
     from ..engine.inference import Predictor, load_model
 
-    model, spec = load_model(args.checkpoint, spec, loaded=loaded)
+    precision = getattr(args, "precision", "fp32")
+    model, spec = load_model(args.checkpoint, spec, loaded=loaded, precision=precision)
     device = "cuda" if jt.flags.use_cuda else "cpu"
-    print(f"model: {spec.describe()} from {args.checkpoint}; input {size}x{size}; device {device}", file=sys.stderr)
+    print(f"model: {spec.describe()} from {args.checkpoint}; input {size}x{size}; device {device}"
+          + ("" if precision == "fp32" else f"; precision {precision}"), file=sys.stderr)
     # Always the full --batch-size (a short batch is padded): one forward shape, so a map never depends on
     # how many other images were in the run (batched kernels round differently for other batch sizes).
     return Predictor(model, size=size, batch_size=args.batch_size, num_classes=spec.num_classes)

@@ -147,7 +147,8 @@ def resolve_model_spec(
 
 def load_model(checkpoint: Union[str, os.PathLike], spec: Optional[ModelSpec] = None, *,
                model: Optional[str] = None, num_classes: Optional[int] = None,
-               config: Optional[Mapping[str, Any]] = None, loaded=None, fuse: bool = True):
+               config: Optional[Mapping[str, Any]] = None, loaded=None, fuse: bool = True,
+               precision: str = "fp32"):
     """Build the model a checkpoint belongs to and load it strictly; returns ``(model, spec)`` in
     eval mode.
 
@@ -155,8 +156,10 @@ def load_model(checkpoint: Union[str, os.PathLike], spec: Optional[ModelSpec] = 
     (to avoid reading it twice).  ``fuse``: fold the BatchNorms into the convolutions and use the
     fused inference ops (:func:`jittor_pranet.fast.fuse_for_inference`; CPU fast path only, a no-op
     otherwise; equal to the unfused model within the parity tolerance; the folded weights are a
-    snapshot, so to train the returned model pass ``fuse=False`` or call ``fast.unfuse``).  Jittor
-    must already be configured (``cli.common.setup_device``).
+    snapshot, so to train the returned model pass ``fuse=False`` or call ``fast.unfuse``).
+    ``precision``: ``fp32`` (default), or ``fp16`` for half-precision inference (see
+    :func:`cast_model`; no folding then: the fused ops are float32 only).  Jittor must already be
+    configured (``cli.common.setup_device``).
     """
     from ..checkpoint import load_state_dict, read_state_dict
     from ..models import build_model
@@ -174,11 +177,52 @@ def load_model(checkpoint: Union[str, os.PathLike], spec: Optional[ModelSpec] = 
         raise UserError(f"cannot build {spec.describe()}: {exc}") from None
     load_state_dict(net, ck.state_dict, strict=True, source=str(checkpoint))
     net.eval()
-    if fuse:
+    if precision_dtype(precision) != "float32":
+        cast_model(net, precision)
+    elif fuse:
         from .. import fast
 
         fast.fuse_for_inference(net)
     return net, spec
+
+
+# bf16 is not offered: Jittor 1.3.11's CPU matmul / convolution kernels accumulate bfloat16 products in
+# bfloat16 (measured 6% / 11% relative error for one 32-deep matmul / 72-deep convolution, against 0.15% /
+# 0.2% in float16), which made a PraNet-V2/PVT's logits 75% of their range wrong.
+PRECISIONS = {"fp32": "float32", "fp16": "float16"}
+
+
+def precision_dtype(precision: str) -> str:
+    """Jittor dtype of a ``--precision`` name; clear error for anything else."""
+    try:
+        return PRECISIONS[precision]
+    except KeyError:
+        raise UserError(f"unknown precision {precision!r}: choose {', '.join(PRECISIONS)}") from None
+
+
+def cast_model(net, precision: str):
+    """Half-precision inference: every floating-point weight and BatchNorm statistic cast to float16.
+
+    Activations then run in that type; Jittor accumulates sums and means of half tensors in float32
+    (its reduce op), and :class:`Predictor` casts the logits back to float32 before the sigmoid.
+    Layers with weights cast float32 inputs (from parameter-free ops) to their own type
+    (``fast._like``), so the rest is mixed precision.  Agreement with float32 is measured in
+    ``tests/test_predict.py`` (docs/benchmarks.md, "Half precision").  Meant for GPUs: on CPU, Jittor
+    runs float16 through generic loops (oneDNN's paths and ours are float32), ~170x slower.
+    """
+    dtype = precision_dtype(precision)
+    for v in net.parameters():
+        if str(v.dtype).startswith("float") and str(v.dtype) != dtype:
+            v.assign(v.cast(dtype))
+    return net
+
+
+def model_dtype(net) -> str:
+    """The floating-point type of a model's weights (``float32`` for a model without any)."""
+    for v in net.parameters():
+        if str(v.dtype) in ("float16", "bfloat16", "float32", "float64"):
+            return str(v.dtype)
+    return "float32"
 
 
 # ------------------------------------------------------------------------------ Jittor side
@@ -189,9 +233,10 @@ class Predictor:
     image at its original size (or at ``out_sizes``): HxW sigmoid probabilities for one class,
     CxHxW softmax probabilities for several.  Images are processed ``batch_size`` at a time; a
     short last chunk is padded with copies of its last image so that every forward pass has the
-    same shape: no recompilation (Jittor compiles kernels per new shape), and a map is bit-identical
-    whatever else shares its batch (batched kernels of another batch size may round differently by
-    ~1e-7).  The padded outputs are discarded.  The model is put in eval mode (a trainer calling this
+    same shape: no recompilation (Jittor compiles kernels per new shape), and a map does not depend on
+    what else shares its batch: bit-identical at the same batch position, within float32 rounding at
+    another (kernels may block rows differently by position: 0 on AVX-512 here, 4.5e-7 with AVX2
+    kernels; batched kernels of another batch size likewise).  The padded outputs are discarded.  The model is put in eval mode (a trainer calling this
     mid-training switches it back with ``model.train()``).
     """
 
@@ -207,6 +252,7 @@ class Predictor:
         self.batch_size = int(batch_size)
         self.num_classes = int(num_classes or getattr(model, "num_classes", 1) or 1)
         self.pad_batches = pad_batches
+        self.dtype = model_dtype(model)  # half-precision models (cast_model) take half inputs
 
     # -- preprocessing (numpy, per image)
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
@@ -224,8 +270,11 @@ class Predictor:
         from ..ops import jt
 
         with jt.no_grad():
-            outputs = self.model(jt.array(np.ascontiguousarray(batch, dtype=np.float32)))
-            return prediction_logits(self.model, outputs)
+            x = jt.array(np.ascontiguousarray(batch, dtype=np.float32))
+            if self.dtype != "float32":
+                x = x.cast(self.dtype)
+            logits = prediction_logits(self.model, self.model(x))
+            return logits if str(logits.dtype) == "float32" else logits.float32()
 
     def predict_chunk(self, images: Sequence[np.ndarray], out_sizes: Sequence[Size]) -> List[np.ndarray]:
         """At most ``batch_size`` images in one forward pass.
@@ -562,7 +611,7 @@ def predict_test_sets(checkpoint: Union[str, os.PathLike], data: Union[str, os.P
                       sets: Union[None, str, Sequence[str]] = None, batch_size: int = 4, gt_threshold: int = 0,
                       workers: int = 2, progress: bool = True, model: Optional[str] = None,
                       num_classes: Optional[int] = None, config: Optional[Mapping[str, Any]] = None,
-                      log=_default_log):
+                      precision: str = "fp32", log=_default_log):
     """Checkpoint + TestDataset tree -> ``<out>/<set>/<stem>.png`` maps and an EvaluationReport.
 
     For scripts and the trainer (Jittor must be configured, e.g. by ``cli.common.setup_device``); the
@@ -577,14 +626,14 @@ def predict_test_sets(checkpoint: Union[str, os.PathLike], data: Union[str, os.P
     if spec.num_classes != 1:
         raise UserError(f"test sets are scored as binary segmentation; {checkpoint} has {spec.num_classes} classes")
     plans = plan_test_sets(data, out, sets, log=log)
-    net, spec = load_model(checkpoint, spec, loaded=loaded)
+    net, spec = load_model(checkpoint, spec, loaded=loaded, precision=precision)
     predictor = Predictor(net, size=size or spec.test_size or DEFAULT_SIZE, batch_size=batch_size)
     return run_test_sets(predictor, plans, gt_threshold=gt_threshold, workers=workers, progress=progress, log=log)
 
 
 __all__ = [
     "DEFAULT_SIZE", "MINMAX_EPS", "ImageJob", "ModelSpec", "OutputOptions", "PredictSummary", "Predictor",
-    "TestSetPlan", "binary_mask", "label_map", "load_model", "minmax_normalize", "plan_test_sets", "predict_files",
-    "predict_test_sets", "prepare_output_folder", "resolve_model_spec", "run_test_sets", "select_test_sets",
+    "PRECISIONS", "TestSetPlan", "binary_mask", "cast_model", "label_map", "load_model", "model_dtype", "minmax_normalize", "plan_test_sets", "predict_files",
+    "precision_dtype", "predict_test_sets", "prepare_output_folder", "resolve_model_spec", "run_test_sets", "select_test_sets",
     "to_uint8_map", "write_prediction",
 ]
