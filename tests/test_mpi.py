@@ -111,3 +111,21 @@ def test_train_command_under_mpirun_writes_from_rank_zero_only(tmp_path, mpi_dat
     meta = ck.read_state_dict(run_dir / "last.pkl").meta
     # 6 training images (2 go to validation) / global batch 4 -> 2 steps, the last one padded
     assert meta["epoch"] == 1 and meta["step"] == 2
+
+
+def test_one_failing_rank_ends_the_job_instead_of_hanging(tmp_path, mpi_data):
+    """Rank 1 gets a data folder that does not exist: it must print its one-line error and take the
+    job down. Before the fix its normal exit waited in MPI_Finalize while rank 0 waited in the weight
+    broadcast for it, forever (the CI run that hit a rank-only error hung until its timeout)."""
+    def train(run_dir, data):
+        return [sys.executable, "-m", "jittor_pranet", "train", "--no-progress", "--run-dir", str(run_dir),
+                f"data.train={data}", "model.name=pranet_v2_pvt", "model.encoder=pvt_v2_b0", "data.train_size=64",
+                "train.batch_size=2", "train.epochs=1", "data.num_workers=1", "output.predict_test=false"]
+
+    cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "1", *train(tmp_path / "a", mpi_data), ":",
+           "-np", "1", *train(tmp_path / "b", tmp_path / "missing")]
+    env = dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode != 0
+    assert "error:" in done.stderr and "missing" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from typing import List, Optional
 
 from ..errors import UserError
@@ -44,20 +46,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mpi_world_size() -> int:
+    try:
+        return int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def _end_mpi_rank(code: int) -> None:
+    """Leave at once, skipping MPI_Finalize: one failing rank of ``mpirun -np N`` (a bad option, a
+    full disk, an exception) must end the job. A normal exit would wait in MPI_Finalize while the
+    other ranks wait in their next collective for this one: the job would hang forever."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
+    in_mpi_job = _mpi_world_size() > 1
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        code = 130
+    except BaseException:
+        if not in_mpi_job:
+            raise
+        traceback.print_exc()
+        code = 1
+    if in_mpi_job and code != 0:
+        _end_mpi_rank(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,7 @@
 """``jittor-pranet train``: the official recipe from a YAML config, crash-safe and resumable."""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def make_run_dir(cfg, run_dir=None) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{path}: cannot create the run folder ({exc.strerror})") from None
-    probe = path / ".write_test"
+    probe = path / f".write_test-{os.getpid()}"  # one per process: mpirun ranks probe the same folder
     try:
         probe.write_text("")
         probe.unlink()
