@@ -87,7 +87,7 @@ def test_two_ranks_float32_differ_only_by_rounding(tmp_path, mpi_data):
     scale = max(float(np.abs(b[k]).max()) for k in grads)
     real = [k for k in grads if np.abs(b[k]).max() > 1e-5 * scale]  # float32 noise floor of zero gradients
     worst = max(_rel(a[k], b[k]) for k in real)
-    assert worst <= 1e-4, worst  # measured 1.8e-5: two partial batch sums instead of one
+    assert worst <= 1e-4, worst  # measured 1.8e-5, 2.1e-5: two partial batch sums instead of one
     # the 1e-5 equivalence itself is the float64 test above; here only rounding may differ (measured
     # 4.8e-6 and 1.02e-5 in two runs: per-rank partial sums of small channel means)
     stat_scale = max(float(np.abs(b[k]).max()) for k in stats)
