@@ -19,11 +19,16 @@ pytestmark = pytest.mark.skipif(MPIRUN is None, reason="OpenMPI is not installed
 WORKER = Path(__file__).with_name("mpi_worker.py")
 
 
-def _mpirun(n, args, timeout=900):
-    cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", str(n), *args]
+def _mpirun_argv(argv, timeout=900):
+    """``mpirun <argv>``: argv is ``-np N program ...`` (or several such groups joined by ":")."""
     env = dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1",
                OMP_NUM_THREADS="1")  # 2 ranks on 2 cores: one thread each
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([MPIRUN, "--allow-run-as-root", "--oversubscribe", *argv], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def _mpirun(n, args, timeout=900):
+    return _mpirun_argv(["-np", str(n), *args], timeout)
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +127,8 @@ def test_one_failing_rank_ends_the_job_instead_of_hanging(tmp_path, mpi_data):
                 f"data.train={data}", "model.name=pranet_v2_pvt", "model.encoder=pvt_v2_b0", "data.train_size=64",
                 "train.batch_size=2", "train.epochs=1", "data.num_workers=1", "output.predict_test=false"]
 
-    cmd = [MPIRUN, "--allow-run-as-root", "--oversubscribe", "-np", "1", *train(tmp_path / "a", mpi_data), ":",
-           "-np", "1", *train(tmp_path / "b", tmp_path / "missing")]
-    env = dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1", OMP_NUM_THREADS="1")
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    done = _mpirun_argv(["-np", "1", *train(tmp_path / "a", mpi_data), ":",
+                         "-np", "1", *train(tmp_path / "b", tmp_path / "missing")], timeout=300)
     assert done.returncode != 0
     assert "error:" in done.stderr and "missing" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr

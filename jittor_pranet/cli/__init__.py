@@ -77,7 +77,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
-    except BaseException:
+    except Exception:
         if not in_mpi_job:
             raise
         traceback.print_exc()

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..engine.inference import PRECISIONS
 from ..errors import UserError
 from .common import add_device_arg, model_choices
 
@@ -47,7 +48,7 @@ def add_model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True)
                    help="images per forward pass (default 4; a short last batch is padded). The other images "
                         "of a batch never change a map beyond float32 rounding; another N runs other kernels: "
                         "a rare pixel may move by one grey level")
-    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
                    help="fp32 (default), or fp16: half-precision inference (AMP): weights and activations in "
                         "float16, sums in float32, logits back in float32; probabilities within 1e-2 of fp32 "
                         "(measured 3e-3). For GPUs: on CPU it is ~170x slower (no float16 kernels). No bf16: "
@@ -110,11 +111,10 @@ def build_predictor(args, loaded, spec, size: int):
     jt = setup_device(args.device)
     from ..engine.inference import Predictor, load_model
 
-    precision = getattr(args, "precision", "fp32")
-    model, spec = load_model(args.checkpoint, spec, loaded=loaded, precision=precision)
+    model, spec = load_model(args.checkpoint, spec, loaded=loaded, precision=args.precision)
     device = "cuda" if jt.flags.use_cuda else "cpu"
     print(f"model: {spec.describe()} from {args.checkpoint}; input {size}x{size}; device {device}"
-          + ("" if precision == "fp32" else f"; precision {precision}"), file=sys.stderr)
+          + ("" if args.precision == "fp32" else f"; precision {args.precision}"), file=sys.stderr)
     # Always the full --batch-size (a short batch is padded): one forward shape, so a map never depends on
     # how many other images were in the run (batched kernels round differently for other batch sizes).
     return Predictor(model, size=size, batch_size=args.batch_size, num_classes=spec.num_classes)

@@ -212,17 +212,14 @@ def cast_model(net, precision: str):
     """
     dtype = precision_dtype(precision)
     for v in net.parameters():
-        if str(v.dtype).startswith("float") and str(v.dtype) != dtype:
+        if v.dtype.is_float() and str(v.dtype) != dtype:
             v.assign(v.cast(dtype))
     return net
 
 
 def model_dtype(net) -> str:
     """The floating-point type of a model's weights (``float32`` for a model without any)."""
-    for v in net.parameters():
-        if str(v.dtype) in ("float16", "bfloat16", "float32", "float64"):
-            return str(v.dtype)
-    return "float32"
+    return next((str(v.dtype) for v in net.parameters() if v.dtype.is_float()), "float32")
 
 
 # ------------------------------------------------------------------------------ Jittor side
@@ -236,8 +233,9 @@ class Predictor:
     same shape: no recompilation (Jittor compiles kernels per new shape), and a map does not depend on
     what else shares its batch: bit-identical at the same batch position, within float32 rounding at
     another (kernels may block rows differently by position: 0 on AVX-512 here, 4.5e-7 with AVX2
-    kernels; batched kernels of another batch size likewise).  The padded outputs are discarded.  The model is put in eval mode (a trainer calling this
-    mid-training switches it back with ``model.train()``).
+    kernels; batched kernels of another batch size likewise).  The padded outputs are discarded.
+    The model is put in eval mode (a trainer calling this mid-training switches it back with
+    ``model.train()``).
     """
 
     def __init__(self, model, size: int = DEFAULT_SIZE, batch_size: int = 1, num_classes: Optional[int] = None,
@@ -632,8 +630,9 @@ def predict_test_sets(checkpoint: Union[str, os.PathLike], data: Union[str, os.P
 
 
 __all__ = [
-    "DEFAULT_SIZE", "MINMAX_EPS", "ImageJob", "ModelSpec", "OutputOptions", "PredictSummary", "Predictor",
-    "PRECISIONS", "TestSetPlan", "binary_mask", "cast_model", "label_map", "load_model", "model_dtype", "minmax_normalize", "plan_test_sets", "predict_files",
-    "precision_dtype", "predict_test_sets", "prepare_output_folder", "resolve_model_spec", "run_test_sets", "select_test_sets",
-    "to_uint8_map", "write_prediction",
+    "DEFAULT_SIZE", "MINMAX_EPS", "PRECISIONS", "ImageJob", "ModelSpec", "OutputOptions", "PredictSummary",
+    "Predictor", "TestSetPlan", "binary_mask", "cast_model", "label_map", "load_model", "minmax_normalize",
+    "model_dtype", "plan_test_sets", "precision_dtype", "predict_files", "predict_test_sets",
+    "prepare_output_folder", "resolve_model_spec", "run_test_sets", "select_test_sets", "to_uint8_map",
+    "write_prediction",
 ]
