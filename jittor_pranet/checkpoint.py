@@ -68,7 +68,16 @@ class _Storage:
 
 def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *unused) -> np.ndarray:
     flat = storage.data
-    size, stride = tuple(size), tuple(stride)
+    size, stride = tuple(int(n) for n in size), tuple(int(n) for n in stride)
+    offset = int(offset)
+    if len(size) != len(stride) or offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride):
+        raise ValueError(f"bad tensor layout: offset {offset}, size {size}, stride {stride}")
+    if not all(size):  # an empty tensor reads nothing
+        needed = offset
+    else:  # the last element a strided view reaches (a scalar: the element at offset)
+        needed = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
+    if needed > len(flat):  # as_strided would read memory outside the storage: a corrupt or crafted file
+        raise ValueError(f"tensor of size {size} at offset {offset} does not fit its storage of {len(flat)} elements")
     if not size:
         return _finish_bfloat16(flat[offset:offset + 1].reshape(()).copy(), storage.dtype)
     item = flat.itemsize
@@ -78,6 +87,26 @@ def _rebuild_tensor(storage: _Storage, offset: int, size, stride, *unused) -> np
 
 def _rebuild_parameter(data, requires_grad=None, backward_hooks=None, *unused):
     return data
+
+
+def _jittor_var(data, *unused) -> np.ndarray:
+    """``jt.save``/``Module.save`` pickle each ``jt.Var`` as ``Var(numpy_array)``: keep the array."""
+    return np.asarray(data)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """For the header records of PyTorch's legacy stream (magic number, protocol, sys info, storage
+    keys): plain numbers, strings and containers only; any global or persistent id is refused."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("unexpected persistent id in a checkpoint header record")
+
+
+def _plain_load(f) -> Any:
+    return _PlainUnpickler(f, encoding="utf-8").load()
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -98,6 +127,11 @@ class _RestrictedUnpickler(pickle.Unpickler):
         ("builtins", "frozenset"): frozenset,
         ("builtins", "slice"): slice,
         ("_codecs", "encode"): __import__("codecs").encode,
+        # Jittor's own files: jt.Var pickles as Var(ndarray); mapped to the array, Jittor is never imported
+        # (module "jittor", qualified name "jittor_core.Var" with protocol 4)
+        ("jittor", "Var"): _jittor_var,
+        ("jittor", "jittor_core.Var"): _jittor_var,
+        ("jittor.jittor_core", "Var"): _jittor_var,
     }
 
     def __init__(self, file, storage_loader=None, lazy_tensors: bool = False):
@@ -146,9 +180,9 @@ def _read_torch_zip(path: Path) -> Any:
 
 def _read_torch_legacy(f) -> Any:
     """PyTorch's pre-1.6 stream: magic, protocol, sys info, pickle, storage keys, raw storages."""
-    pickle.load(f)  # magic (checked by caller)
-    pickle.load(f)  # protocol version
-    pickle.load(f)  # sys info
+    _plain_load(f)  # magic (checked by caller)
+    _plain_load(f)  # protocol version
+    _plain_load(f)  # sys info
     pending: Dict[str, Tuple[Any, int]] = {}
     storages: Dict[str, _Storage] = {}
 
@@ -163,7 +197,9 @@ def _read_torch_legacy(f) -> Any:
         return storages[key]
 
     result = _RestrictedUnpickler(f, load_storage, lazy_tensors=True).load()
-    keys = pickle.load(f)
+    keys = _plain_load(f)
+    if not isinstance(keys, list) or any(k not in pending for k in keys):
+        raise pickle.UnpicklingError("storage key record does not match the tensors")
     for key in keys:
         dtype, numel = pending[key]
         (count,) = struct.unpack("<q", f.read(8))
@@ -211,7 +247,7 @@ def read_raw(path: os.PathLike) -> Any:
             return _read_torch_zip(path)
         with open(path, "rb") as f:
             try:
-                first = pickle.load(f) if head[:1] == b"\x80" else None
+                first = _plain_load(f) if head[:1] == b"\x80" else None
             except Exception:  # not a pickle stream at all
                 first = None
             if first == _TORCH_LEGACY_MAGIC:
