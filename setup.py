@@ -26,5 +26,5 @@ setup(
         "torch": ["torch==2.13.0"],
         "test": ["pytest", "pysodmetrics", "medpy", "torch==2.13.0"],
     },
-    entry_points={"console_scripts": ["jittor-pranet=jittor_pranet.cli:main"]},
+    entry_points={"console_scripts": ["jittor-pranet=jittor_pranet.cli:entry"]},
 )

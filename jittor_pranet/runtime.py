@@ -173,6 +173,7 @@ def configure(device: Optional[str] = None) -> RuntimeInfo:
 
 
 _SIGNALS_RESTORED = False
+_JITTOR_SIGINT_AVOIDED = False  # Jittor was imported by us, without its SIGINT handler
 
 
 def restore_python_signal_handlers() -> None:
@@ -193,15 +194,100 @@ def restore_python_signal_handlers() -> None:
         return
     if hasattr(signal, "SIGCHLD"):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    if "JPY_PARENT_PID" not in os.environ:  # Jittor leaves Jupyter's SIGINT alone; so do we
+    # Jittor leaves Jupyter's SIGINT alone, and so do we; when we imported Jittor its handler was never
+    # installed, and the handler in place (Python's, or one chained in front of it) is kept
+    if "JPY_PARENT_PID" not in os.environ and not _JITTOR_SIGINT_AVOIDED:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     _SIGNALS_RESTORED = True
+
+
+def _import_jittor_keeping_sigint():
+    """Import Jittor without its C++ SIGINT handler ever being installed.
+
+    Jittor installs it while its core loads, unless ``JPY_PARENT_PID`` is set (it leaves Jupyter's
+    Ctrl-C alone); a Ctrl-C during the import (which compiles for minutes on a cold cache) would
+    otherwise end the process with "Caught SIGINT, quick exit" and exit code 1. The variable is
+    set for the import only (Jittor reads it nowhere else) and removed again.
+    """
+    global _JITTOR_SIGINT_AVOIDED
+    if "jittor" in sys.modules:
+        import jittor
+
+        return jittor
+    _compile_workers_quit_on_sigint()  # before the import: it may already compile
+    ours = "JPY_PARENT_PID" not in os.environ
+    if ours:
+        os.environ["JPY_PARENT_PID"] = str(os.getpid())
+    try:
+        import jittor  # noqa: E402  (configured by configure())
+    finally:
+        if ours:
+            os.environ.pop("JPY_PARENT_PID", None)
+    _JITTOR_SIGINT_AVOIDED = True
+    return jittor
+
+
+def _quit_quietly(signum, frame) -> None:  # pragma: no cover - runs in Jittor's compile workers
+    os._exit(1)
+
+
+def _compile_workers_quit_on_sigint() -> None:
+    """Jittor compiles kernels in a ``multiprocessing.Pool`` whose workers share the terminal's
+    process group: a Ctrl-C made each print a ``KeyboardInterrupt`` traceback and could leave the
+    pool's lock held, so the exit hook that shuts the pool down waited forever. Workers created from
+    now on leave quietly on SIGINT; the main process reports the interrupt and drops the pool without
+    its lock-taking shutdown (:func:`abandon_compile_pool`)."""
+    try:
+        import jittor_utils
+    except ImportError:  # pragma: no cover - part of every Jittor install
+        return
+    original = jittor_utils.pool_initializer
+    if getattr(original, "_quits_on_sigint", False):
+        return
+
+    def initializer():
+        import signal
+
+        signal.signal(signal.SIGINT, _quit_quietly)
+        original()
+
+    initializer._quits_on_sigint = True
+    jittor_utils.pool_initializer = initializer
+
+
+def abandon_compile_pool() -> None:
+    """After Ctrl-C: kill Jittor's compile workers and drop the pool without its shutdown hooks.
+
+    ``Pool.terminate()`` (run by Jittor's exit hook and by multiprocessing's finaliser) first takes
+    the task queue's lock, which a worker killed or interrupted mid-task never released: the process
+    would hang at exit. The workers only compile kernels into the cache (each file is written whole
+    or not at all), so killing them loses nothing but the interrupted compilation."""
+    import atexit
+
+    jittor_utils = sys.modules.get("jittor_utils")
+    pool = getattr(jittor_utils, "p", None) if jittor_utils else None
+    if pool is None:
+        return
+    for worker in list(getattr(pool, "_pool", [])):
+        try:
+            worker.kill()
+            worker.join(timeout=5)
+        except (OSError, ValueError, AssertionError):
+            pass
+    finaliser = getattr(pool, "_terminate", None)
+    if finaliser is not None and hasattr(finaliser, "cancel"):
+        finaliser.cancel()
+    atexit.unregister(jittor_utils.pool_cleanup)
+    try:
+        del jittor_utils.p
+    except AttributeError:
+        pass
 
 
 def import_jittor(device: Optional[str] = None):
     """Configure (first time only) and import jittor, setting ``use_cuda`` as decided."""
     info = configure(device)
-    import jittor as jt  # noqa: E402  (configured above)
+    jt = _import_jittor_keeping_sigint()
 
     restore_python_signal_handlers()
 

@@ -62,6 +62,41 @@ def _end_mpi_rank(code: int) -> None:
     os._exit(code)
 
 
+INTERRUPT_GRACE_S = 3  # after Ctrl-C, seconds Python gets to clean up before the process leaves anyway
+
+
+def _stop_after_interrupt() -> None:
+    """A second Ctrl-C must not interrupt the clean-up; Jittor's compile workers are dropped so that
+    nothing at exit waits for them (``runtime.abandon_compile_pool``)."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+    if "jittor" in sys.modules:
+        from .. import runtime
+
+        runtime.abandon_compile_pool()
+
+
+def entry() -> None:
+    """Console-script entry. Ctrl-C ends the command within ``INTERRUPT_GRACE_S`` seconds with exit
+    code 130 even while Jittor holds the GIL (:mod:`jittor_pranet.interrupt`); after the
+    ``KeyboardInterrupt`` is handled the process leaves at once rather than through the exit hooks,
+    which in some Jittor states wait on workers the same Ctrl-C ended. Every file we write is complete
+    (atomic writes) before this point, so nothing is lost."""
+    from ..interrupt import install_watchdog
+
+    install_watchdog(INTERRUPT_GRACE_S)
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -75,6 +110,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
+        _stop_after_interrupt()
         print("interrupted", file=sys.stderr)
         code = 130
     except Exception:
