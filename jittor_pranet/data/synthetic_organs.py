@@ -9,7 +9,7 @@ intensity and texture, whose cross-sections grow and shrink along the stack as r
 2. spleen: a medium ellipse on the other side, brighter and smooth;
 3. kidney: a pair of small ellipses with a bright rim (cortex) around a darker core;
 4. aorta: a small, very bright disc in front of the spine;
-5. stomach: a dark crescent with a speckled texture.
+5. stomach: a gas-filled (very dark) crescent with a speckled texture.
 
 Intensities overlap a little with the background and with each other once noise is added, so a
 model has to use shape and texture as well as brightness. Every volume is a pure function of
@@ -73,7 +73,7 @@ def render_organ_volume(seed: int, case_index: int, size: int = 128, depth: int 
                   angle=j(0.6), zc=depth * (0.4 + j(0.1)), zr=depth * (0.4 + j(0.1)))
     kidney = dict(cy=0.64 + j(0.03), dx=0.21 + j(0.02), ry=0.075 + j(0.015), rx=0.05 + j(0.01),
                   zc=depth * (0.6 + j(0.1)), zr=depth * (0.35 + j(0.08)))
-    aorta = dict(cy=0.61 + j(0.02), cx=0.5 + j(0.03), r=0.035 + j(0.008))
+    aorta = dict(cy=0.6 + j(0.02), cx=0.5 + j(0.03), r=0.045 + j(0.008))
     stomach = dict(cy=0.33 + j(0.04), cx=0.5 + side * (0.08 + j(0.04)), ry=0.1 + j(0.02), rx=0.13 + j(0.02),
                    angle=j(0.5), zc=depth * (0.35 + j(0.1)), zr=depth * (0.35 + j(0.08)))
     gain = 1.0 + j(0.04)  # scanner-like global intensity change per volume
@@ -85,10 +85,10 @@ def render_organ_volume(seed: int, case_index: int, size: int = 128, depth: int 
         inside = _ellipse(yy, xx, body["cy"], body["cx"], body["ry"], body["rx"])
         tissue = 0.42 + 0.05 * _smooth(rng, (size, size), size / 10) + 0.03 * _smooth(rng, (size, size), 1.5)
         fat = _smooth(rng, (size, size), size / 24) > 1.3
-        tissue = np.where(fat, 0.22, tissue)
+        tissue = np.where(fat, 0.18, tissue)
         image[inside] = tissue[inside]
         spine = _ellipse(yy, xx, body["cy"] + body["ry"] * 0.75, body["cx"], 0.055, 0.07)
-        image[spine & inside] = 0.9 + 0.05 * _smooth(rng, (size, size), 2.0)[spine & inside]
+        image[spine & inside] = 0.78 + 0.05 * _smooth(rng, (size, size), 2.0)[spine & inside]
 
         p = _profile(z, liver["zc"], liver["zr"])
         if p > 0.15:
@@ -115,10 +115,10 @@ def render_organ_volume(seed: int, case_index: int, size: int = 128, depth: int 
         p = _profile(z, stomach["zc"], stomach["zr"])
         if p > 0.2:
             outer = _ellipse(yy, xx, stomach["cy"], stomach["cx"], stomach["ry"] * p, stomach["rx"] * p, stomach["angle"])
-            bite = _ellipse(yy, xx, stomach["cy"] + 0.05 * p, stomach["cx"], stomach["ry"] * p * 0.8,
-                            stomach["rx"] * p * 0.75, stomach["angle"])
+            bite = _ellipse(yy, xx, stomach["cy"] + 0.06 * p, stomach["cx"], stomach["ry"] * p * 0.7,
+                            stomach["rx"] * p * 0.65, stomach["angle"])
             mask = outer & ~bite & inside & (label == 0)
-            speckle = 0.3 + 0.08 * _smooth(rng, (size, size), 0.8)
+            speckle = 0.08 + 0.04 * _smooth(rng, (size, size), 0.8)  # gas-filled: darker than fat
             image[mask], label[mask] = speckle[mask], 5
         image = ndimage.gaussian_filter(image, 0.7) * gain + rng.normal(0.0, 0.035, (size, size))
         images.append(np.clip(image, 0.0, 1.0).astype(np.float32))
