@@ -13,10 +13,10 @@ from jittor_pranet.data.multiclass import (
     SYNAPSE_CLASSES,
     SliceAugment,
     case_of_volume,
-    load_multiclass_data,
     parse_slice_name,
     split_cases,
 )
+from jittor_pranet.data.multiclass_layouts import load_multiclass_data
 from jittor_pranet.data.synthetic_organs import SYNTHETIC_ORGANS, make_synthetic_organs, render_organ_volume
 from jittor_pranet.errors import UserError
 

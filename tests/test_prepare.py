@@ -6,7 +6,8 @@ import pytest
 
 from conftest import run_cli
 from jittor_pranet.data.medical_io import read_h5, read_npz
-from jittor_pranet.data.multiclass import ACDC_CLASSES, SYNAPSE_CLASSES, load_multiclass_data
+from jittor_pranet.data.multiclass import ACDC_CLASSES, SYNAPSE_CLASSES
+from jittor_pranet.data.multiclass_layouts import load_multiclass_data
 
 nib = pytest.importorskip("nibabel")
 
