@@ -57,7 +57,8 @@ LABEL_REMAPS = {"synapse14": SYNAPSE_14_TO_8}
 
 def remap_labels(label: np.ndarray, table: np.ndarray, source: str = "labels") -> np.ndarray:
     """``table[label]``; a value outside the table is an error naming ``source``."""
-    label = np.asarray(label, dtype=np.int64)
+    label = np.asarray(label)
+    label = (np.rint(label) if label.dtype.kind == "f" else label).astype(np.int64)
     if label.size and (label.min() < 0 or label.max() >= len(table)):
         bad = int(label.max()) if label.max() >= len(table) else int(label.min())
         raise UserError(f"{source}: label value {bad} is outside the remap table (values 0..{len(table) - 1})")
