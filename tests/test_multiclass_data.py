@@ -71,6 +71,12 @@ def test_synapse_layout_validation_is_whole_cases(tmp_path):
     assert vol.image.shape == (3, 20, 24) and np.array_equal(vol.image[0], first[0])
 
 
+def test_case_in_training_and_test_is_an_error(tmp_path):
+    root = _synapse(tmp_path, test=("case0001", "case0006"))
+    with pytest.raises(UserError, match=r"in both the training and the test set: case0006"):
+        load_multiclass_data(root)
+
+
 def test_synapse_list_files_select_files(tmp_path):
     root = _synapse(tmp_path)
     lists = root / "lists" / "lists_Synapse"
