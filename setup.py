@@ -20,6 +20,9 @@ setup(
         "scipy",
         "tqdm",
         "pyyaml",
+        # the readers of the medical formats: h5 volumes/slices (Synapse, ACDC) and raw NIfTI releases
+        "h5py",
+        "nibabel",
     ],
     extras_require={
         # PyTorch only for parity checks and benchmarks; 2.13.0 is the CPU build served locally here.

@@ -26,6 +26,7 @@ COMMANDS = {
     "predict": ".predict",
     "bench": ".bench",
     "quickstart": ".quickstart",
+    "prepare": ".prepare",
 }
 
 

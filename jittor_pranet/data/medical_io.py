@@ -1,0 +1,158 @@
+"""Reading and writing the array files of medical segmentation datasets (npz, h5, NIfTI).
+
+Every reader checks the keys it needs and names the file and the keys it found, because a wrong
+preprocessing archive (``img`` instead of ``image``, a prediction file instead of a data file) is the
+usual cause of a failed run. Writers are atomic: a crash leaves the old file or the complete new one.
+h5py and nibabel are imported where used, so the rest of the data layer works without them.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from jittor_pranet.data.io import PathLike
+from jittor_pranet.errors import UserError
+from jittor_pranet.utils.io import atomic_write_bytes
+
+Spacing = Optional[Tuple[float, ...]]
+
+#: Names the image array has in the layouts in circulation (TransUNet/SSL4MIS: image; MT-UNet/CASCADE ACDC: img).
+IMAGE_KEYS: Tuple[str, ...] = ("image", "img")
+LABEL_KEYS: Tuple[str, ...] = ("label",)
+
+
+def _pick(found: Sequence[str], wanted: Sequence[str], path: Path, what: str) -> str:
+    for key in wanted:
+        if key in found:
+            return key
+    raise UserError(
+        f"{path}: no {what} array (looked for {' or '.join(repr(k) for k in wanted)}; "
+        f"found keys: {', '.join(sorted(found)) or 'none'})"
+    )
+
+
+def _spacing_tuple(value, path: Path) -> Spacing:
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise UserError(f"{path}: voxel spacing must be positive numbers, got {arr.tolist()}")
+    return tuple(float(v) for v in arr)
+
+
+def read_npz(path: PathLike) -> Tuple[np.ndarray, np.ndarray, Spacing]:
+    """(image, label, spacing or None) of an ``.npz`` slice or volume (keys image|img, label[, spacing])."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = list(data.files)
+            image = data[_pick(keys, IMAGE_KEYS, path, "image")]
+            label = data[_pick(keys, LABEL_KEYS, path, "label")]
+            spacing = data["spacing"] if "spacing" in keys else None
+    except UserError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    return image, label, _spacing_tuple(spacing, path)
+
+
+def read_h5(path: PathLike) -> Tuple[np.ndarray, np.ndarray, Spacing]:
+    """(image, label, spacing or None) of an ``.h5`` slice or volume.
+
+    Spacing comes from a ``spacing`` attribute or dataset, as our ``prepare`` writes it; the
+    published archives carry none.
+    """
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            keys = list(f.keys())
+            image = f[_pick(keys, IMAGE_KEYS, path, "image")][()]
+            label = f[_pick(keys, LABEL_KEYS, path, "label")][()]
+            spacing = f.attrs.get("spacing")
+            if spacing is None and "spacing" in keys:
+                spacing = f["spacing"][()]
+    except UserError:
+        raise
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    return image, label, _spacing_tuple(spacing, path)
+
+
+def read_arrays(path: PathLike) -> Tuple[np.ndarray, np.ndarray, Spacing]:
+    """:func:`read_npz` or :func:`read_h5` by file suffix."""
+    path = Path(path)
+    if path.name.endswith(".npz"):
+        return read_npz(path)
+    if path.name.endswith((".h5", ".hdf5")):
+        return read_h5(path)
+    raise UserError(f"{path}: not an .npz or .h5 file")
+
+
+def _atomic_via_temp(path: Path, write) -> Path:
+    """Let ``write(tmp_path)`` produce the file under a temporary name, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def write_h5(path: PathLike, image: np.ndarray, label: np.ndarray, spacing: Spacing = None,
+             compression: Optional[str] = None) -> Path:
+    """Write ``image``/``label`` (and ``spacing`` as an attribute) to an ``.h5`` file atomically."""
+    import h5py
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("image", data=image, compression=compression)
+            f.create_dataset("label", data=label, compression=compression)
+            if spacing is not None:
+                f.attrs["spacing"] = np.asarray(spacing, dtype=np.float64)
+
+    return _atomic_via_temp(Path(path), write)
+
+
+def write_npz(path: PathLike, image: np.ndarray, label: np.ndarray, image_key: str = "image",
+              spacing: Spacing = None) -> Path:
+    """Write an uncompressed ``.npz`` with ``image_key`` and ``label`` (and ``spacing``) atomically."""
+    arrays = {image_key: image, "label": label}
+    if spacing is not None:
+        arrays["spacing"] = np.asarray(spacing, dtype=np.float64)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_nifti(path: PathLike) -> Tuple[np.ndarray, Tuple[float, ...]]:
+    """(array in the file's voxel order, float32; voxel sizes along those axes) of a NIfTI file.
+
+    float32 holds CT Hounsfield units and label ids exactly and halves the memory of float64.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        array = np.asarray(img.dataobj, dtype=np.float32)
+        zooms = tuple(float(z) for z in img.header.get_zooms()[: array.ndim])
+    except Exception as exc:  # nibabel raises several types for broken or non-NIfTI files
+        raise UserError(f"cannot read NIfTI file {path}: {exc}") from None
+    return array, zooms
+
+
+__all__ = ["IMAGE_KEYS", "LABEL_KEYS", "read_arrays", "read_h5", "read_nifti", "read_npz", "write_h5", "write_npz"]
