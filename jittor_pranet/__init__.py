@@ -5,7 +5,12 @@ no downloads) *before* Jittor is imported; Jittor itself is imported on first us
 """
 from __future__ import annotations
 
+import os as _os
+
 from . import runtime as _runtime
+
+# OpenCV prints its own "[ WARN ]" lines for unreadable files before our one-line error; ours say it
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,6 @@ import io
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,11 +373,35 @@ def compare(shapes: Mapping[str, tuple], sd: Mapping[str, np.ndarray]) -> LoadRe
     return rep
 
 
-def _num_classes_hint(model, rep: LoadReport) -> str:
+_PVT_VARIANTS = {(32, (2, 2, 2, 2)): "pvt_v2_b0", (64, (2, 2, 2, 2)): "pvt_v2_b1", (64, (3, 4, 6, 3)): "pvt_v2_b2",
+                 (64, (3, 4, 18, 3)): "pvt_v2_b3", (64, (3, 8, 27, 3)): "pvt_v2_b4", (64, (3, 6, 40, 3)): "pvt_v2_b5"}
+_RES2NET_VARIANTS = {6: "res2net50_v1b_26w_4s", 23: "res2net101_v1b_26w_4s"}
+
+
+def guess_encoder(sd: Mapping[str, np.ndarray]) -> Optional[str]:
+    """The encoder variant a state_dict was made with, from its shapes and block counts (or None)."""
+    for prefix in ("backbone.", "resnet.", ""):
+        embed = sd.get(f"{prefix}patch_embed1.proj.weight")
+        if embed is not None:
+            depths = tuple(len({k[len(prefix):].split(".")[1] for k in sd if k.startswith(f"{prefix}block{i}.")})
+                           for i in range(1, 5))
+            return _PVT_VARIANTS.get((int(embed.shape[0]), depths))
+        if f"{prefix}layer3.0.conv1.weight" in sd:
+            blocks = len({k[len(prefix):].split(".")[1] for k in sd if k.startswith(f"{prefix}layer3.")})
+            return _RES2NET_VARIANTS.get(blocks)
+    return None
+
+
+def _num_classes_hint(model, rep: LoadReport, sd: Optional[Mapping[str, np.ndarray]] = None) -> str:
     for key, model_shape, ckpt_shape in rep.mismatched:
         if key.endswith(("conv5_fg.weight", "conv5_fg.bias")):
             return (f"; the checkpoint has num_classes={ckpt_shape[0]} but the model was built with "
                     f"num_classes={model_shape[0]} (pass --num-classes {ckpt_shape[0]})")
+    ckpt_encoder = guess_encoder(sd) if sd is not None else None
+    model_encoder = getattr(model, "encoder_name", None)
+    if ckpt_encoder and model_encoder and ckpt_encoder != model_encoder:
+        return (f"; the checkpoint's encoder is {ckpt_encoder} but the model was built with {model_encoder} "
+                f"(pass --encoder {ckpt_encoder})")
     prefixes = {k.split(".")[0] for k in rep.unexpected}
     if rep.missing and rep.unexpected and len(rep.loaded) < len(rep.missing):
         return f"; this looks like a checkpoint of a different model (top-level names: {', '.join(sorted(prefixes)[:6])})"
@@ -402,7 +425,7 @@ def load_state_dict(model, sd: Mapping[str, np.ndarray], strict: bool = True, so
     """Validate ``sd`` against the model and load the matching tensors. Strict: any mismatch raises."""
     rep = compare(model_shapes(model), sd)
     if strict and not rep.ok:
-        raise UserError(f"{source}: does not match the model ({rep.summary()}){_num_classes_hint(model, rep)}")
+        raise UserError(f"{source}: does not match the model ({rep.summary()}){_num_classes_hint(model, rep, sd)}")
     if rep.mismatched and not strict:
         pass  # mismatched tensors are never loaded, even when partial loading was asked for
     assign_state_dict(model, sd, rep.loaded)
@@ -450,29 +473,21 @@ def map_backbone_state_dict(model, sd: Mapping[str, np.ndarray]) -> Tuple[StateD
 # ---------------------------------------------------------------- writing
 
 def _atomic_write(path: Path, write_fn) -> None:
+    """Checkpoints go through the package's one atomic writer; the folder must already exist (a
+    mistyped destination is an error, not a new folder tree)."""
+    from .utils.io import atomic_write_with
+
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UserError(f"{path}: output folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise UserError(f"{path}: output folder {parent} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename durable
-        dfd = os.open(parent, os.O_RDONLY)
-        os.fsync(dfd)
-        os.close(dfd)
-    except OSError:
-        pass
+        atomic_write_with(path, write_fn, make_parents=False)
+    except OSError as exc:
+        raise UserError(f"{path}: could not be written ({exc.strerror or exc}); an earlier file there is "
+                        "unchanged") from None
 
 
 class _TorchGlobal:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import yaml
 
@@ -136,27 +137,204 @@ def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> Di
     return cfg
 
 
-def validate(cfg: Dict[str, Any]) -> None:
+class Check:
+    """The declared type and range of one config key; ``__call__`` returns the normalised value or
+    raises :class:`UserError` worded like the unknown-key error (``key must be ..., not ...``)."""
+
+    def __init__(self, kind: str, optional: bool = False, low=None, high=None, low_open: bool = False,
+                 high_open: bool = False, choices: Sequence[str] = (), multiple_of: int = 0, length: int = 0,
+                 nonempty: bool = False):
+        self.kind, self.optional, self.choices = kind, optional, tuple(choices)
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+        self.multiple_of, self.length, self.nonempty = multiple_of, length, nonempty
+
+    def describe(self) -> str:
+        what = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a text",
+                "floats": "a list of numbers", "choice": "one of " + ", ".join(self.choices),
+                "mapping": "a mapping of options", "bool_or_mapping": "true, false or a mapping of options"}[self.kind]
+        if self.length:
+            what = f"a list of {self.length} numbers"
+        elif self.kind == "floats" and self.nonempty:
+            what = "a non-empty list of numbers"
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            bounds.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        if bounds:
+            what += (" each " if self.kind == "floats" else " ") + " and ".join(bounds)
+        if self.multiple_of:
+            what += f", a multiple of {self.multiple_of}"
+        if self.optional:
+            what += " (or null)"
+        return what
+
+    def _number(self, key: str, value, integer: bool):
+        if isinstance(value, bool):
+            raise ValueError
+        if integer:
+            if isinstance(value, int):
+                return value
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ValueError
+        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            value = float(value.strip())
+        if not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+            raise ValueError
+        return float(value)
+
+    def _in_range(self, x) -> bool:
+        if self.low is not None and (x <= self.low if self.low_open else x < self.low):
+            return False
+        if self.high is not None and (x >= self.high if self.high_open else x > self.high):
+            return False
+        return not (self.multiple_of and x % self.multiple_of)
+
+    def __call__(self, key: str, value):
+        if value is None and self.optional:
+            return None
+        bad = UserError(f"{key} must be {self.describe()}, not {value!r}")
+        try:
+            if self.kind in ("int", "float"):
+                x = self._number(key, value, self.kind == "int")
+                if not self._in_range(x):
+                    raise ValueError
+                return x
+            if self.kind == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError
+                return value
+            if self.kind == "str":
+                if not isinstance(value, str) or not value.strip():
+                    raise ValueError
+                return value
+            if self.kind == "choice":
+                if value not in self.choices:
+                    raise ValueError
+                return value
+            if self.kind == "floats":
+                if not isinstance(value, (list, tuple)) or (self.nonempty and not value) \
+                        or (self.length and len(value) != self.length):
+                    raise ValueError
+                xs = [self._number(key, v, False) for v in value]
+                if not all(self._in_range(x) for x in xs):
+                    raise ValueError
+                return xs
+            if self.kind == "mapping":
+                if not isinstance(value, dict):
+                    raise ValueError
+                return value
+            if self.kind == "bool_or_mapping":
+                if not isinstance(value, (bool, dict)):
+                    raise ValueError
+                return value
+        except (ValueError, TypeError):
+            raise bad from None
+        raise AssertionError(self.kind)  # pragma: no cover
+
+
+# Every key's declared type and range, checked before anything is created (a test keeps this table and
+# DEFAULTS in step). Cross-key rules (sizes from multi_scale, model names) follow in ``validate``.
+SCHEMA: Dict[str, Check] = {
+    "model.name": Check("str"),
+    "model.num_classes": Check("int", low=1),
+    "model.encoder": Check("str", optional=True),
+    "model.gain": Check("choice", choices=("softmax", "sigmoid", "difference")),
+    "model.drop_path_rate": Check("float", low=0, high=1, high_open=True),
+    "model.backbone_weights": Check("str", optional=True),
+    "model.init_checkpoint": Check("str", optional=True),
+    "data.train": Check("str"),
+    "data.test": Check("str", optional=True),
+    "data.synthetic": Check("mapping", optional=True),
+    "data.train_size": Check("int", low=32, multiple_of=32),
+    "data.test_size": Check("int", optional=True, low=32, multiple_of=32),
+    "data.val_fraction": Check("float", low=0, high=1, high_open=True),
+    "data.mask_threshold": Check("int", low=0, high=255),
+    "data.num_workers": Check("int", low=0),
+    "data.augment": Check("bool_or_mapping"),
+    "data.on_size_mismatch": Check("choice", choices=("error", "drop")),
+    "train.epochs": Check("int", low=1),
+    "train.batch_size": Check("int", low=1),
+    "train.lr": Check("float", low=0, low_open=True),
+    "train.betas": Check("floats", length=2, low=0, high=1, high_open=True),
+    "train.weight_decay": Check("float", low=0),
+    "train.clip": Check("float", optional=True, low=0, low_open=True),
+    "train.multi_scale": Check("floats", nonempty=True, low=0, low_open=True),
+    "train.lr_decay_rate": Check("float", low=0, low_open=True, high=1),
+    "train.lr_decay_every": Check("int", low=1),
+    "train.seed": Check("int", low=0),
+    "train.sync_bn": Check("bool"),
+    "train.checkpoint_every": Check("int", low=0),
+    "train.val_every": Check("int", low=1),
+    "train.val_size": Check("int", optional=True, low=32, multiple_of=32),
+    "train.max_steps": Check("int", optional=True, low=1),
+    "train.time_limit_min": Check("float", optional=True, low=0, low_open=True),
+    "output.dir": Check("str"),
+    "output.name": Check("str", optional=True),
+    "output.predict_test": Check("bool"),
+}
+
+
+def _known_models() -> List[str]:
     from .models import list_models
 
-    m, d, t = cfg["model"], cfg["data"], cfg["train"]
-    if m["name"] not in list_models():
-        raise UserError(f"model.name {m['name']!r} is not a model; choose one of {', '.join(list_models())}")
-    checks: List[tuple] = [
-        (isinstance(m["num_classes"], int) and m["num_classes"] >= 1, "model.num_classes must be an integer >= 1"),
-        (isinstance(d["train_size"], int) and d["train_size"] >= 32 and d["train_size"] % 32 == 0,
-         "data.train_size must be a multiple of 32 (PraNet's decoder needs it)"),
-        (0 <= float(d["val_fraction"]) < 1, "data.val_fraction must be in [0, 1)"),
-        (isinstance(t["epochs"], int) and t["epochs"] >= 1, "train.epochs must be an integer >= 1"),
-        (isinstance(t["batch_size"], int) and t["batch_size"] >= 1, "train.batch_size must be an integer >= 1"),
-        (float(t["lr"]) > 0, "train.lr must be > 0"),
-        (isinstance(t["multi_scale"], list) and len(t["multi_scale"]) >= 1 and all(float(r) > 0 for r in t["multi_scale"]),
-         "train.multi_scale must be a non-empty list of positive rates, e.g. [0.75, 1, 1.25]"),
-        (d["on_size_mismatch"] in ("error", "drop"), "data.on_size_mismatch must be error or drop"),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise UserError(msg)
+    return list_models()
+
+
+def _augment_options() -> Dict[str, str]:
+    import dataclasses
+
+    from .data.datasets import Augment
+
+    return {f.name: "float" for f in dataclasses.fields(Augment)}
+
+
+def _synthetic_options() -> Dict[str, str]:
+    return {"root": "str", "n_train": "int", "n_test": "int", "size": "any", "seed": "int", "workers": "int"}
+
+
+def _check_options(key: str, value, options: Dict[str, str]) -> None:
+    """The keys of a mapping-valued option (``data.augment: {hflip: 0.5}``) and their types."""
+    if not isinstance(value, dict):
+        return
+    for name, v in value.items():
+        if name not in options:
+            close = difflib.get_close_matches(str(name), sorted(options), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(options))}"
+            raise UserError(f"unknown option {key}.{name}{hint}")
+        kind = options[name]
+        if kind in ("int", "float"):
+            Check(kind, low=0)(f"{key}.{name}", v)
+        elif kind == "str":
+            Check("str")(f"{key}.{name}", v)
+
+
+def validate(cfg: Dict[str, Any]) -> None:
+    """Check every key against :data:`SCHEMA` (values normalised in place: ``"1e-4"`` -> 1e-4), then
+    the rules that involve several keys. Raises :class:`UserError` with one line."""
+    for key, value in _flatten(cfg).items():
+        check = SCHEMA.get(key)
+        if check is None:
+            continue  # data.synthetic.* are the generator's own arguments
+        section, name = key.split(".", 1)
+        cfg[section][name] = check(key, value)
+    m, d, t, o = cfg["model"], cfg["data"], cfg["train"], cfg["output"]
+    models = _known_models()
+    if m["name"] not in models:
+        close = difflib.get_close_matches(m["name"], models, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"model.name {m['name']!r} is not a model; choose one of {', '.join(models)}{hint}")
+    for size in scale_sizes(d["train_size"], t["multi_scale"]):
+        if size < 32:
+            raise UserError(f"train.multi_scale {t['multi_scale']} gives a training size of {size} from "
+                            f"data.train_size {d['train_size']}: every size must be >= 32")
+    _check_options("data.augment", d["augment"], _augment_options())
+    _check_options("data.synthetic", d["synthetic"], _synthetic_options())
+    name = o["name"]
+    if name is not None and (Path(name).name != name or name in (".", "..")):
+        raise UserError(f"output.name must be a plain folder name inside output.dir, not {name!r} "
+                        "(use output.dir or --run-dir for another place)")
 
 
 def save_config(cfg: Dict[str, Any], path: Path) -> None:

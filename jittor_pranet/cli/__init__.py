@@ -30,8 +30,15 @@ COMMANDS = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage mistakes end like every other bad input: one ``error:`` line, exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's signature
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="jittor-pranet",
         description="PraNet-V1/V2 in Jittor: convert PyTorch checkpoints, check parity, train, predict, evaluate.",
     )
@@ -100,7 +107,13 @@ def entry() -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may stand anywhere, also after options (train --config x.yaml a=1 --no-progress b=2)
+    stray = [a for a in extra if a.startswith("-") or "=" not in a or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides or []) + extra
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
@@ -109,6 +122,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = int(args.func(args) or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except OSError as exc:  # a write that failed underneath us: a full disk, a folder removed mid-run
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:
         _stop_after_interrupt()

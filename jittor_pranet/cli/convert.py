@@ -7,6 +7,9 @@ from ..errors import UserError
 from .common import model_choices
 
 
+WRITTEN_SUFFIXES = (".pkl", ".pth", ".pt", ".bin")
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "convert", help="convert an official PyTorch checkpoint (or ImageNet backbone) for Jittor",
@@ -29,11 +32,19 @@ def register(sub) -> None:
 def run(args) -> int:
     from .common import setup_device
 
+    from .common import check_output_file
+
     dst = Path(args.dst)
     if dst.exists() and dst.is_dir():
         raise UserError(f"{dst}: is a folder; give a file name ending in .pkl or .pth")
+    if dst.suffix.lower() not in WRITTEN_SUFFIXES:
+        raise UserError(f"{dst}: unknown output format {dst.suffix or '(no extension)'!r}; end the name in .pkl "
+                        "(Jittor checkpoint) or .pth/.pt/.bin (PyTorch state_dict)")
     if Path(args.src).resolve() == dst.resolve():
         raise UserError("SRC and DST are the same file; choose another output name")
+    check_output_file(dst, "DST")
+    if not Path(args.src).is_file():
+        raise UserError(f"{args.src}: no such file")
     jt = setup_device("cpu")
     from .. import checkpoint as ck
     from ..models import build_model
@@ -73,6 +84,9 @@ def run(args) -> int:
             print(f"dropped {len(loaded.dropped)} num_batches_tracked entries (kept for .pth export)")
     meta = {"model": args.model, "num_classes": args.num_classes, "encoder": args.encoder,
             "source": str(args.src), "backbone_only": bool(args.backbone_only)}
+    random_keys = [k for k in ck.model_shapes(model) if k not in set(rep.loaded)]
+    if random_keys:  # predict/test warn that these tensors were never loaded
+        meta["random_tensors"] = random_keys
     ck.save_checkpoint(model, dst, meta=meta, extras=extras)
     print(f"wrote {dst}")
     return 0

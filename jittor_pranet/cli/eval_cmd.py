@@ -41,19 +41,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _check_output(path: str, option: str) -> None:
-    """Fail before the (long) evaluation rather than after it."""
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{option} {p}: is a folder, expected a file name")
-    parent = p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UserError(f"{option} {p}: {parent} is not a folder")
-
-
-def _write(what: str, path: str, action) -> None:
+def _write(what: str, path, action) -> None:
     try:
         action()
     except OSError as exc:
@@ -63,15 +51,18 @@ def _write(what: str, path: str, action) -> None:
 
 def run(args) -> int:
     from ..evaluation import evaluate_folders_detailed
-    from ..utils.io import atomic_write_text
+    from ..utils.io import atomic_write_many
+    from .common import check_output_file, check_output_folder
 
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, not {args.workers}")
     for option in ("json", "csv"):
         if getattr(args, option):
-            _check_output(getattr(args, option), f"--{option}")
-    if args.curves and Path(args.curves).exists() and not Path(args.curves).is_dir():
-        raise UserError(f"--curves {args.curves}: exists and is not a folder")
+            check_output_file(getattr(args, option), f"--{option}")
+    if args.json and args.csv and Path(args.json).absolute() == Path(args.csv).absolute():
+        raise UserError("--json and --csv name the same file")
+    if args.curves:
+        check_output_folder(args.curves, "--curves")
 
     report = evaluate_folders_detailed(
         args.pred, args.gt, gt_threshold=args.gt_threshold, workers=args.workers, progress=not args.no_progress
@@ -83,10 +74,13 @@ def run(args) -> int:
     print(report.markdown_table())
     sys.stdout.flush()
 
+    tables = {}
     if args.json:
-        _write("JSON", args.json, lambda: atomic_write_text(args.json, report.to_json()))
+        tables[args.json] = report.to_json().encode()
     if args.csv:
-        _write("CSV", args.csv, lambda: atomic_write_text(args.csv, report.to_csv()))
+        tables[args.csv] = report.to_csv().encode()
+    if tables:  # all or nothing: a failing --csv never leaves a --json of this run beside an older CSV
+        _write("results", " and ".join(map(str, tables)), lambda: atomic_write_many(tables))
     if args.curves:
         _write("curves to", args.curves, lambda: report.write_curves(args.curves))
     return 0

@@ -36,6 +36,9 @@ def add_model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True)
                    help="weights: a jittor-pranet .pkl, or an official PyTorch .pth (read without torch)")
     p.add_argument("--model", choices=model_choices(), default=None,
                    help="model architecture (default: the one recorded in the checkpoint / config)")
+    p.add_argument("--encoder", default=None, metavar="NAME",
+                   help="encoder variant (default: the one recorded in the checkpoint, else the model's own), "
+                        "e.g. pvt_v2_b0 or res2net101_v1b_26w_4s")
     p.add_argument("--num-classes", type=int, default=None, metavar="N",
                    help="output classes (default: from the checkpoint; official .pth files: from its weights)")
     p.add_argument("--config", metavar="YAML", default=None,
@@ -94,7 +97,11 @@ def open_checkpoint(args):
     config = read_config(getattr(args, "config", None))
     loaded = read_state_dict(args.checkpoint)
     spec = resolve_model_spec(loaded.meta, loaded.state_dict, model=args.model, num_classes=args.num_classes,
-                              config=config, source=str(args.checkpoint))
+                              encoder=args.encoder, config=config, source=str(args.checkpoint))
+    random_tensors = loaded.meta.get("random_tensors") or []
+    if random_tensors:
+        warn(f"{args.checkpoint}: {len(random_tensors)} tensors were not in the checkpoint it was converted from "
+             f"(convert --partial) and hold random values, e.g. {random_tensors[0]}: predictions are not meaningful")
     size = args.size if args.size is not None else (spec.test_size or DEFAULT_SIZE)
     if size < 32 or size % 32:
         where = "--size" if args.size is not None else f"the test size from the {spec.sources.get('test_size')}"
@@ -209,6 +216,14 @@ def check_output_names(files: Sequence[Path], out: Path, names_of) -> None:
 
 
 def run(args) -> int:
+    from .common import RemovedIfLeftEmpty, check_output_folder
+
+    check_output_folder(args.out, "--out")
+    with RemovedIfLeftEmpty(args.out):
+        return _predict(args)
+
+
+def _predict(args) -> int:
     from ..engine.inference import ImageJob, OutputOptions, predict_files, prepare_output_folder
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:

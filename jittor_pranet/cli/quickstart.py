@@ -24,39 +24,27 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def predict_and_evaluate(run_dir: Path, cfg) -> dict:
-    """Predict every test set with best.pkl (else last.pkl), write PNGs and the metrics table."""
-    import json
-
-    from ..engine.inference import predict_test_sets
-    from ..utils.io import atomic_write_text
-
-    ckpt = run_dir / "best.pkl" if (run_dir / "best.pkl").is_file() else run_dir / "last.pkl"
-    report = predict_test_sets(ckpt, cfg["data"]["test"], run_dir / "predictions",
-                               size=int(cfg["data"]["test_size"] or cfg["data"]["train_size"]))
-    table = report.markdown_table()
-    print(f"\ntest-set metrics ({ckpt.name}):\n{table}")
-    atomic_write_text(run_dir / "test_metrics.json", report.to_json())
-    atomic_write_text(run_dir / "test_metrics.md", table + "\n")
-    return json.loads(report.to_json())
-
-
 def run(args) -> int:
     from ..config import load_config, save_config
+    from ..engine.run_folder import make_run_dir, plan_run_dir, predict_and_evaluate
     from ..engine.trainer import Trainer
     from .common import setup_device
-    from .train import make_run_dir
 
     setup_device(args.device)
     t0 = time.time()
     cfg = load_config(str(PACKAGED_CONFIG), args.overrides)
-    run_dir = make_run_dir(cfg, args.run_dir)
-    trainer = Trainer(cfg, run_dir, progress=not args.no_progress)
+    # the demo replaces its own previous run (a folder that is not a run is still refused)
+    run_dir = plan_run_dir(cfg, args.run_dir, overwrite=True)
+    if (run_dir / "config.yaml").is_file():
+        print(f"quickstart: replacing the previous run in {run_dir}")
+    trainer = Trainer(cfg, run_dir, progress=not args.no_progress,
+                      prepare_run_dir=lambda: make_run_dir(run_dir, overwrite=True))
     save_config(cfg, run_dir / "config.yaml")
     result = trainer.fit()
     train_s = time.time() - t0
     predict_and_evaluate(run_dir, cfg)
     total_s = time.time() - t0
-    print(f"\nquickstart: best validation mDice {result['best_val_mDice']:.4f}; "
+    best = result["best_val_mDice"]
+    print(f"\nquickstart: best validation mDice {best if best is None else round(best, 4)}; "
           f"training {train_s / 60:.1f} min, total {total_s / 60:.1f} min; outputs in {run_dir}")
     return 0

@@ -54,8 +54,7 @@ def _write(what: str, path: Path, action) -> None:
 
 
 def run(args) -> int:
-    from ..engine.inference import plan_test_sets, prepare_output_folder, run_test_sets
-    from ..utils.io import atomic_write_text
+    from .common import RemovedIfLeftEmpty, check_output_folder
 
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, not {args.workers}")
@@ -64,6 +63,15 @@ def run(args) -> int:
         raise UserError(f"test evaluates binary polyp segmentation; this checkpoint has {spec.num_classes} classes "
                         "(use `predict` for its label maps)")
     out = Path(args.out) if args.out else Path("results") / _checkpoint_stem(args.checkpoint)
+    check_output_folder(out, "--out")
+    with RemovedIfLeftEmpty(out):
+        return _test(args, loaded, spec, size, out)
+
+
+def _test(args, loaded, spec, size, out: Path) -> int:
+    from ..engine.inference import plan_test_sets, prepare_output_folder, run_test_sets
+    from ..utils.io import atomic_write_many
+
     # pair, check every file header and the output folder before loading the model
     plans = plan_test_sets(args.data, out, args.sets, log=lambda line: print(line, file=sys.stderr))
     prepare_output_folder(out)
@@ -74,7 +82,7 @@ def run(args) -> int:
         warn(line)
     print(report.markdown_table())
     sys.stdout.flush()
-    _write("metrics", out / "metrics.json", lambda: atomic_write_text(out / "metrics.json", report.to_json()))
-    _write("metrics", out / "metrics.csv", lambda: atomic_write_text(out / "metrics.csv", report.to_csv()))
+    tables = {out / "metrics.json": report.to_json().encode(), out / "metrics.csv": report.to_csv().encode()}
+    _write("metrics", f"{out}/metrics.{{json,csv}}", lambda: atomic_write_many(tables))
     _write("curves to", out / "curves", lambda: report.write_curves(out / "curves"))
     return 0

@@ -1,8 +1,6 @@
 """``jittor-pranet train``: the official recipe from a YAML config, crash-safe and resumable."""
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 from ..errors import UserError
@@ -21,32 +19,17 @@ def register(sub) -> None:
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=5")
     p.add_argument("--run-dir", help="run folder (default: <output.dir>/<output.name or model-timestamp>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pkl")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an existing run folder, deleting its checkpoints and records "
+                        "(without it an existing run folder is refused: use --resume to continue it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     add_device_arg(p)
     p.set_defaults(func=run)
 
 
-def make_run_dir(cfg, run_dir=None) -> Path:
-    if run_dir:
-        path = Path(run_dir)
-    else:
-        name = cfg["output"]["name"] or f"{cfg['model']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
-        path = Path(cfg["output"]["dir"]) / name
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot create the run folder ({exc.strerror})") from None
-    probe = path / f".write_test-{os.getpid()}"  # one per process: mpirun ranks probe the same folder
-    try:
-        probe.write_text("")
-        probe.unlink()
-    except OSError:
-        raise UserError(f"{path}: the run folder is not writable") from None
-    return path
-
-
 def run(args) -> int:
     from ..config import load_config, save_config
+    from ..engine.run_folder import make_run_dir, plan_run_dir, predict_and_evaluate
     from .common import setup_device
 
     setup_device(args.device)
@@ -56,21 +39,30 @@ def run(args) -> int:
         if not saved.is_file():
             raise UserError(f"{run_dir}: not a run folder (no config.yaml)")
         cfg = load_config(str(saved), args.overrides)
+        if args.overwrite:
+            raise UserError("--overwrite starts a new run; it cannot be combined with --resume")
     else:
         cfg = load_config(args.config, args.overrides)
-        run_dir = make_run_dir(cfg, args.run_dir)
+        run_dir = plan_run_dir(cfg, args.run_dir, overwrite=args.overwrite)
     from ..engine.trainer import Trainer, is_main_process
 
-    trainer = Trainer(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
+    created = not run_dir.exists()
+    try:
+        trainer = Trainer(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress,
+                          prepare_run_dir=None if args.resume else (lambda: make_run_dir(run_dir, args.overwrite)))
+    except BaseException:
+        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a failed start leaves no empty run folder behind
+        raise
     if is_main_process():
         save_config(cfg, run_dir / "config.yaml")
         print(f"run folder: {run_dir}")
     result = trainer.fit()
     if is_main_process():
-        print(f"done: {result['epochs']} epochs, {result['steps']} steps, best validation mDice "
-              f"{result['best_val_mDice']:.4f}; checkpoints in {run_dir}")
+        best = result["best_val_mDice"]
+        selected = (f"best validation mDice {best:.4f}" if best is not None else
+                    "no validation images (data.val_fraction leaves none): best.pkl not written, use last.pkl")
+        print(f"done: {result['epochs']} epochs, {result['steps']} steps, {selected}; checkpoints in {run_dir}")
         if cfg["output"]["predict_test"] and cfg["data"].get("test"):
-            from .quickstart import predict_and_evaluate
-
             predict_and_evaluate(run_dir, cfg)
     return 0

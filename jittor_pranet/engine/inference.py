@@ -88,6 +88,7 @@ def resolve_model_spec(
     *,
     model: Optional[str] = None,
     num_classes: Optional[int] = None,
+    encoder: Optional[str] = None,
     config: Optional[Mapping[str, Any]] = None,
     source: str = "checkpoint",
 ) -> ModelSpec:
@@ -109,7 +110,7 @@ def resolve_model_spec(
                         ("checkpoint", meta.get("num_classes")),
                         ("checkpoint config", _get(meta_cfg, "model.num_classes")),
                         ("weights", _infer_num_classes(state_dict or {}))],
-        "encoder": [("config", _get(config, "model.encoder")), ("checkpoint", meta.get("encoder")),
+        "encoder": [("--encoder", encoder), ("config", _get(config, "model.encoder")), ("checkpoint", meta.get("encoder")),
                     ("checkpoint config", _get(meta_cfg, "model.encoder"))],
         "gain": [("config", _get(config, "model.gain")), ("checkpoint", meta.get("gain")),
                  ("checkpoint config", _get(meta_cfg, "model.gain"))],

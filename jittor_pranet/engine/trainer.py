@@ -51,7 +51,7 @@ class Trainer:
     """Builds data, model and optimizer from a resolved config and runs (or resumes) training."""
 
     def __init__(self, cfg: Dict[str, Any], run_dir: Path, resume: bool = False, progress: bool = True,
-                 log=print):
+                 log=print, prepare_run_dir=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.progress = progress and is_main_process()
@@ -67,6 +67,8 @@ class Trainer:
         self.optimizer = TorchAdam(trainable_parameters(self.model), lr=float(cfg["train"]["lr"]),
                                    betas=tuple(cfg["train"]["betas"]), weight_decay=float(cfg["train"]["weight_decay"]),
                                    clip_value=cfg["train"]["clip"])
+        if prepare_run_dir is not None:  # created only once data and model are known to be good
+            prepare_run_dir()
         if resume:
             self._resume()
 
@@ -215,9 +217,11 @@ class Trainer:
             jt.sync(self.buffers + [loss])
             value = float(loss.item())
             if not math.isfinite(value):
+                kept = (f"last good checkpoint kept: {self.run_dir / LAST}" if (self.run_dir / LAST).is_file()
+                        else "no checkpoint had been written yet")
                 raise TrainingDiverged(
                     f"loss became {value} at epoch {self.epoch + 1}, step {self.step + 1} (size {size}); "
-                    f"stopped, last good checkpoint kept: {self.run_dir / LAST}")
+                    f"stopped, {kept} (a smaller train.lr may help)")
             losses[size] = value
         return losses
 
@@ -228,7 +232,12 @@ class Trainer:
         deadline = time.time() + 60 * float(t["time_limit_min"]) if t.get("time_limit_min") else None
         ckpt_every = int(t["checkpoint_every"] or 0)
         self.model.train()
-        stop = False
+        stop = bool(max_steps and self.step >= int(max_steps))
+        if stop:
+            self.log(f"nothing to do: the run already made train.max_steps={max_steps} steps "
+                     "(raise it with a train.max_steps=N override to continue)")
+        elif self.epoch >= epochs:
+            self.log(f"nothing to do: the run already completed train.epochs={epochs} epochs")
         while self.epoch < epochs and not stop:
             self.optimizer.lr = self._lr_for_epoch(self.epoch)
             self.loader.set_epoch(self.epoch)
@@ -274,8 +283,8 @@ class Trainer:
                 self.save(BEST, with_state=False)
             self.save(LAST)
             self.write_records()
-        return {"epochs": self.epoch, "steps": self.step, "best_val_mDice": self.best_score,
-                "history": self.history}
+        return {"epochs": self.epoch, "steps": self.step,
+                "best_val_mDice": self.best_score if self.best_score >= 0 else None, "history": self.history}
 
     def _log_step(self, losses: Dict[int, float], seconds: float) -> None:
         """One line per optimizer batch in ``steps.csv`` (rank 0): a short run shows its loss falling.

@@ -8,21 +8,41 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Callable, List, Mapping, Tuple, Union
 
 import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically, creating parent folders; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _temp_beside(path: Path) -> Tuple[int, str]:
+    """A temporary file in the destination folder with the mode a plain ``open()`` would give
+    (0666 less the umask; ``mkstemp`` alone makes every output 0600)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    except OSError:
+        pass
+    return fd, tmp
+
+
+def atomic_write_with(path: PathLike, write: Callable[[BinaryIO], None], make_parents: bool = True) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it and rename it over ``path``.
+
+    A crash or an error (a full disk, Ctrl-C) leaves the previous file untouched and no temporary file."""
+    path = Path(path)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _temp_beside(path)
+    try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -34,6 +54,38 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, creating parent folders; returns the path."""
+    return atomic_write_with(path, lambda fh: fh.write(data))
+
+
+def atomic_write_many(files: Mapping[PathLike, bytes]) -> List[Path]:
+    """Write several files all or nothing: every temporary file is written and synced before the first
+    rename, so a failure (a full disk, an unwritable folder) leaves none of them half-done."""
+    staged: List[Tuple[str, Path]] = []
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = _temp_beside(path)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    return [path for _, path in staged]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -69,4 +121,4 @@ def atomic_imwrite(path: PathLike, array: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.tobytes())
 
 
-__all__ = ["atomic_imwrite", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_imwrite", "atomic_write_bytes", "atomic_write_many", "atomic_write_text", "atomic_write_with"]
