@@ -26,6 +26,8 @@ COMMANDS = {
     "predict": ".predict",
     "bench": ".bench",
     "quickstart": ".quickstart",
+    "export": ".export",
+    "weights": ".weights",
 }
 
 
