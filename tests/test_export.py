@@ -3,7 +3,6 @@ within 1e-4 (onnxruntime, CPU) at a small input, dynamic batch and spatial size,
 bad arguments one ``error:`` line with nothing written."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("torch")
