@@ -27,7 +27,9 @@ setup(
     extras_require={
         # PyTorch only for parity checks and benchmarks; 2.13.0 is the CPU build served locally here.
         "torch": ["torch==2.13.0"],
-        "test": ["pytest", "pysodmetrics", "medpy", "torch==2.13.0"],
+        # ONNX export through the PyTorch twin of each model (jittor-pranet export), checked with onnxruntime
+        "export": ["torch==2.13.0", "onnx", "onnxruntime"],
+        "test": ["pytest", "pysodmetrics", "medpy", "torch==2.13.0", "onnx", "onnxruntime"],
     },
     entry_points={"console_scripts": ["jittor-pranet=jittor_pranet.cli:entry"]},
 )

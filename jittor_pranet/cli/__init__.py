@@ -27,6 +27,8 @@ COMMANDS = {
     "bench": ".bench",
     "quickstart": ".quickstart",
     "prepare": ".prepare",
+    "export": ".export",
+    "weights": ".weights",
 }
 
 

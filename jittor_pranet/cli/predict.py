@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..engine.inference import PRECISIONS
+from ..engine.tta import add_tta_args, check_tta_args, with_tta
 from ..errors import UserError
 from .common import add_device_arg, model_choices
+from .predict_video import VIDEO_HELP, add_video_args, run_video, wants_video
 
 DESCRIPTION = """\
 Predict polyp probability maps with the official test protocol: each image is resized to --size
@@ -58,6 +60,7 @@ def add_model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True)
                         "Jittor's CPU kernels accumulate it in bf16 (docs/benchmarks.md)")
     add_device_arg(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tta_args(p)
 
 
 _CONFIG_KEYS = ("model.name", "model.num_classes", "model.encoder", "model.gain", "data.test_size", "data.train_size")
@@ -108,6 +111,7 @@ def open_checkpoint(args):
         raise UserError(f"{where} must be a positive multiple of 32 (the encoders downsample by 32), not {size}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, not {args.batch_size}")
+    check_tta_args(args, size)
     return loaded, spec, size
 
 
@@ -124,7 +128,10 @@ def build_predictor(args, loaded, spec, size: int):
           + ("" if args.precision == "fp32" else f"; precision {args.precision}"), file=sys.stderr)
     # Always the full --batch-size (a short batch is padded): one forward shape, so a map never depends on
     # how many other images were in the run (batched kernels round differently for other batch sizes).
-    return Predictor(model, size=size, batch_size=args.batch_size, num_classes=spec.num_classes)
+    predictor = with_tta(Predictor(model, size=size, batch_size=args.batch_size, num_classes=spec.num_classes), args)
+    if predictor.__class__ is not Predictor:
+        print(predictor.describe(), file=sys.stderr)
+    return predictor
 
 
 def header_check(paths: Sequence[Path], skip_bad: bool, hint: str = "") -> Tuple[List[Path], List[Tuple[Path, str]]]:
@@ -151,8 +158,9 @@ def warn(message: str) -> None:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict", help="predict probability maps / masks / overlays for images",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
+        description=DESCRIPTION + "\n" + VIDEO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="image files and/or folders of images; or video files, or with --sequence frame folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     add_model_args(p)
     p.add_argument("--threshold", type=float, default=None, metavar="T",
@@ -161,6 +169,7 @@ def register(subparsers) -> None:
                    help="also write <stem>_overlay.jpg (or png): predicted region tinted and outlined on the image")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable/corrupt images (each named in a warning) instead of stopping")
+    add_video_args(p)
     p.set_defaults(func=run)
 
 
@@ -226,6 +235,10 @@ def run(args) -> int:
 def _predict(args) -> int:
     from ..engine.inference import ImageJob, OutputOptions, predict_files, prepare_output_folder
 
+    if wants_video(args):
+        return run_video(args)
+    if not args.inputs:
+        raise UserError("give INPUT image files or folders (or a video, --sequence folders, --camera N)")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise UserError(f"--threshold must be in [0, 1], not {args.threshold}")
     loaded, spec, size = open_checkpoint(args)
