@@ -30,7 +30,6 @@ def model_choices():
 
 def check_output_file(path, option: str) -> None:
     """Fail before the work rather than after it: ``path`` must be creatable as a file."""
-    import os
     from pathlib import Path
 
     p = Path(path)
@@ -41,15 +40,14 @@ def check_output_file(path, option: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise UserError(f"{option} {p}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
+    from ..utils.io import can_create_in
+
+    if not can_create_in(parent):
         raise UserError(f"{option} {p}: {parent} is not writable")
-    if p.exists() and not os.access(p, os.W_OK) and not os.access(p.parent, os.W_OK):
-        raise UserError(f"{option} {p}: not writable")
 
 
 def check_output_folder(path, option: str) -> None:
     """``path`` must be a folder that exists and is writable, or one that can be created."""
-    import os
     from pathlib import Path
 
     p = Path(path)
@@ -60,7 +58,9 @@ def check_output_folder(path, option: str) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise UserError(f"{option} {p}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    from ..utils.io import can_create_in
+
+    if not can_create_in(probe):
         raise UserError(f"{option} {p}: {probe} is not writable")
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from ..utils.io import can_create_in
 
 
 RUN_RECORDS = ("config.yaml", "last.pkl", "best.pkl", "metrics.csv", "metrics.json", "steps.csv", "curves.png")
@@ -29,6 +30,11 @@ def plan_run_dir(cfg, run_dir=None, overwrite: bool = False) -> Path:
         path = Path(cfg["output"]["dir"]) / name
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: exists and is not a folder")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not can_create_in(ancestor):
+        raise UserError(f"{path}: the run folder cannot be created ({ancestor} is not a writable folder)")
     if path.is_dir() and any(path.iterdir()) and _is_main_rank():
         if not overwrite:
             raise UserError(f"{path}: a run folder that is not empty; continue it with --resume {path}, "

@@ -15,6 +15,16 @@ import numpy as np
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def can_create_in(folder: PathLike) -> bool:
+    """Whether entries can be created in ``folder``: tried for real (a temporary folder made and removed),
+    since permission bits say nothing for root or for special filesystems such as /proc."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-test-", dir=folder))
+        return True
+    except OSError:
+        return False
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -121,4 +131,4 @@ def atomic_imwrite(path: PathLike, array: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.tobytes())
 
 
-__all__ = ["atomic_imwrite", "atomic_write_bytes", "atomic_write_many", "atomic_write_text", "atomic_write_with"]
+__all__ = ["can_create_in", "atomic_imwrite", "atomic_write_bytes", "atomic_write_many", "atomic_write_text", "atomic_write_with"]
