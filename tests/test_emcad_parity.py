@@ -68,6 +68,20 @@ def test_state_dict_keys_and_shapes_are_the_official_ones(name):
     assert any("ConvBlock4_bg" in k for k in official) == (name == "emcad_b2_dsra")
 
 
+def test_other_pvt_sizes_and_input_size_check():
+    """``encoder=`` picks another PVTv2 (b0: decoder widths 256/160/64/32, as official); inputs must
+    be multiples of 32 (each stage's x2 upsampling meets the next skip only then)."""
+    from jittor_pranet.errors import UserError
+
+    jm = build_model("emcad_b2_dsra", num_classes=4, encoder="pvt_v2_b0")
+    shapes = ck.model_shapes(jm)
+    assert shapes["decoder.ConvBlock4_fg.conv.weight"] == (4, 256, 1, 1)
+    assert shapes["decoder.ConvBlock1_bg.conv.weight"] == (4, 32, 3, 3)
+    assert shapes["decoder.lgag3.W_g.0.weight"] == (80, 2, 3, 3)  # grouped: F_int = groups = 160 // 2
+    with pytest.raises(UserError, match="multiple of 32"):
+        jm(jt.zeros((1, 3, 224, 200)))
+
+
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("num_classes,in_channels", [(4, 3), (9, 1)])
 def test_forward_parity_every_stage(name, num_classes, in_channels):
