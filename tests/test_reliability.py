@@ -155,10 +155,9 @@ def test_bad_input_battery(case, world, tmp_path, capsys):
     args = [str(a).replace("{w}", str(world)).replace("{o}", str(out)) for a in cmd]
     before = _tree(world)
     try:
-        code, stdout, err = run_cli(args, capsys)
+        code, _, err = run_cli(args, capsys)
     except SystemExit as exc:  # argparse
-        code, captured = exc.code, capsys.readouterr()
-        stdout, err = captured.out, captured.err
+        code, err = exc.code, capsys.readouterr().err
     lines = [line for line in err.strip().splitlines() if line.strip()]
     assert code == 2, (code, err[-1500:])
     assert lines and lines[-1].startswith("error:"), err[-1500:]

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .common import write_or_fail
 
 DESCRIPTION = """\
 Score 8-bit prediction maps against GT masks with the PraNet protocol: Dice/IoU/E-measure over the 256
@@ -41,14 +42,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _write(what: str, path, action) -> None:
-    try:
-        action()
-    except OSError as exc:
-        raise UserError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
-    print(f"wrote {path}", file=sys.stderr)
-
-
 def run(args) -> int:
     from ..evaluation import evaluate_folders_detailed
     from ..utils.io import atomic_write_many
@@ -80,7 +73,7 @@ def run(args) -> int:
     if args.csv:
         tables[args.csv] = report.to_csv().encode()
     if tables:  # all or nothing: a failing --csv never leaves a --json of this run beside an older CSV
-        _write("results", " and ".join(map(str, tables)), lambda: atomic_write_many(tables))
+        write_or_fail("results", " and ".join(map(str, tables)), lambda: atomic_write_many(tables))
     if args.curves:
-        _write("curves to", args.curves, lambda: report.write_curves(args.curves))
+        write_or_fail("curves to", args.curves, lambda: report.write_curves(args.curves))
     return 0

@@ -2,14 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
-from ..engine.inference import PRECISIONS
-from ..engine.tta import add_tta_args, check_tta_args, with_tta
 from ..errors import UserError
-from .common import add_device_arg, model_choices
+from .common import add_model_args, build_predictor, header_check, open_checkpoint, warn
 from .predict_video import VIDEO_HELP, add_video_args, run_video, wants_video
 
 DESCRIPTION = """\
@@ -30,128 +27,6 @@ outlined.  Multi-class checkpoints (num_classes > 1) write <stem>.png = argmax l
 0..C-1), <stem>_color.png = its colours (class 0 black) and, with --overlay, the classes drawn on the
 image; --threshold does not apply to them.
 """
-
-
-# ------------------------------------------------------------------------------ shared with `test`
-def add_model_args(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
-    p.add_argument("--checkpoint", required=checkpoint_required, metavar="FILE",
-                   help="weights: a jittor-pranet .pkl, or an official PyTorch .pth (read without torch)")
-    p.add_argument("--model", choices=model_choices(), default=None,
-                   help="model architecture (default: the one recorded in the checkpoint / config)")
-    p.add_argument("--encoder", default=None, metavar="NAME",
-                   help="encoder variant (default: the one recorded in the checkpoint, else the model's own), "
-                        "e.g. pvt_v2_b0 or res2net101_v1b_26w_4s")
-    p.add_argument("--num-classes", type=int, default=None, metavar="N",
-                   help="output classes (default: from the checkpoint; official .pth files: from its weights)")
-    p.add_argument("--config", metavar="YAML", default=None,
-                   help="experiment config (as for train): the model.name / num_classes / encoder / gain and "
-                        "data.test_size (else data.train_size) it sets are used; explicit options win")
-    p.add_argument("--size", type=int, default=None,
-                   help="network input side, a multiple of 32 (default: data.test_size, else data.train_size, of "
-                        "--config or of the config saved in a training checkpoint; else 352, the official size)")
-    p.add_argument("--batch-size", type=int, default=4, metavar="N",
-                   help="images per forward pass (default 4; a short last batch is padded). The other images "
-                        "of a batch never change a map beyond float32 rounding; another N runs other kernels: "
-                        "a rare pixel may move by one grey level")
-    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
-                   help="fp32 (default), or fp16: half-precision inference (AMP): weights and activations in "
-                        "float16, sums in float32, logits back in float32; probabilities within 1e-2 of fp32 "
-                        "(measured 3e-3). For GPUs: on CPU it is ~170x slower (no float16 kernels). No bf16: "
-                        "Jittor's CPU kernels accumulate it in bf16 (docs/benchmarks.md)")
-    add_device_arg(p)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_tta_args(p)
-
-
-_CONFIG_KEYS = ("model.name", "model.num_classes", "model.encoder", "model.gain", "data.test_size", "data.train_size")
-
-
-def read_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
-    """The values of an experiment config that matter for inference, *only those the file sets*.
-
-    The file is loaded and validated by :mod:`jittor_pranet.config` (unknown keys are errors); values it
-    leaves at their defaults are not used, so that e.g. a config without ``model.name`` does not override
-    the model recorded in the checkpoint."""
-    if not path:
-        return None
-    import yaml
-
-    from ..config import load_config
-
-    cfg = load_config(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:  # load_config read it a moment ago; be safe anyway
-        raise UserError(f"--config {path}: cannot read it ({exc})") from None
-    picked: Dict[str, Dict[str, Any]] = {}
-    for key in _CONFIG_KEYS:
-        section, name = key.split(".")
-        if isinstance(raw.get(section), dict) and name in raw[section]:
-            picked.setdefault(section, {})[name] = cfg.get(section, {}).get(name, raw[section][name])
-    return picked
-
-
-def open_checkpoint(args):
-    """Read the checkpoint and decide the model spec (no Jittor needed); returns (loaded, spec, size)."""
-    from ..checkpoint import read_state_dict
-    from ..engine.inference import DEFAULT_SIZE, resolve_model_spec
-
-    config = read_config(getattr(args, "config", None))
-    loaded = read_state_dict(args.checkpoint)
-    spec = resolve_model_spec(loaded.meta, loaded.state_dict, model=args.model, num_classes=args.num_classes,
-                              encoder=args.encoder, config=config, source=str(args.checkpoint))
-    random_tensors = loaded.meta.get("random_tensors") or []
-    if random_tensors:
-        warn(f"{args.checkpoint}: {len(random_tensors)} tensors were not in the checkpoint it was converted from "
-             f"(convert --partial) and hold random values, e.g. {random_tensors[0]}: predictions are not meaningful")
-    size = args.size if args.size is not None else (spec.test_size or DEFAULT_SIZE)
-    if size < 32 or size % 32:
-        where = "--size" if args.size is not None else f"the test size from the {spec.sources.get('test_size')}"
-        raise UserError(f"{where} must be a positive multiple of 32 (the encoders downsample by 32), not {size}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, not {args.batch_size}")
-    check_tta_args(args, size)
-    return loaded, spec, size
-
-
-def build_predictor(args, loaded, spec, size: int):
-    """Configure Jittor for --device, build and load the model; a Predictor with --batch-size."""
-    from .common import setup_device
-
-    jt = setup_device(args.device)
-    from ..engine.inference import Predictor, load_model
-
-    model, spec = load_model(args.checkpoint, spec, loaded=loaded, precision=args.precision)
-    device = "cuda" if jt.flags.use_cuda else "cpu"
-    print(f"model: {spec.describe()} from {args.checkpoint}; input {size}x{size}; device {device}"
-          + ("" if args.precision == "fp32" else f"; precision {args.precision}"), file=sys.stderr)
-    # Always the full --batch-size (a short batch is padded): one forward shape, so a map never depends on
-    # how many other images were in the run (batched kernels round differently for other batch sizes).
-    predictor = with_tta(Predictor(model, size=size, batch_size=args.batch_size, num_classes=spec.num_classes), args)
-    if predictor.__class__ is not Predictor:
-        print(predictor.describe(), file=sys.stderr)
-    return predictor
-
-
-def header_check(paths: Sequence[Path], skip_bad: bool, hint: str = "") -> Tuple[List[Path], List[Tuple[Path, str]]]:
-    """Cheap early check (image header) so that a non-image fails before the model is loaded."""
-    from ..data import image_size
-
-    good, bad = [], []
-    for path in paths:
-        try:
-            image_size(path)
-            good.append(path)
-        except UserError as exc:
-            if not skip_bad:
-                raise UserError(f"{exc}{hint}") from None
-            bad.append((path, str(exc)))
-    return good, bad
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------ predict

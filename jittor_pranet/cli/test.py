@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .predict import add_model_args, build_predictor, open_checkpoint, warn
+from .common import add_model_args, build_predictor, open_checkpoint, warn, write_or_fail
 
 DESCRIPTION = """\
 Predict every test set under --data (TestDataset/<set>/images + masks: CVC-300, CVC-ClinicDB, Kvasir,
@@ -45,14 +45,6 @@ def _checkpoint_stem(path: str) -> str:
     return name or "predictions"
 
 
-def _write(what: str, path: Path, action) -> None:
-    try:
-        action()
-    except OSError as exc:
-        raise UserError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
-    print(f"wrote {path}", file=sys.stderr)
-
-
 def run(args) -> int:
     from .common import RemovedIfLeftEmpty, check_output_folder
 
@@ -83,6 +75,6 @@ def _test(args, loaded, spec, size, out: Path) -> int:
     print(report.markdown_table())
     sys.stdout.flush()
     tables = {out / "metrics.json": report.to_json().encode(), out / "metrics.csv": report.to_csv().encode()}
-    _write("metrics", f"{out}/metrics.{{json,csv}}", lambda: atomic_write_many(tables))
-    _write("curves to", out / "curves", lambda: report.write_curves(out / "curves"))
+    write_or_fail("metrics", f"{out}/metrics.{{json,csv}}", lambda: atomic_write_many(tables))
+    write_or_fail("curves to", out / "curves", lambda: report.write_curves(out / "curves"))
     return 0
