@@ -327,24 +327,6 @@ def _gpu_present() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
-def find_cuda_runtime() -> Optional[str]:
-    """Path of a loadable libcudart of the toolkit Jittor would use, or None (also None without a GPU
-    unless ``JITTOR_PRANET_CUDA_BUILD_ONLY=1``)."""
-    if not (_gpu_present() or os.environ.get(CUDA_BUILD_ONLY_ENV) == "1"):
-        return None
-    toolkit = find_cuda_toolkit()
-    if toolkit is None:
-        return None
-    for d in toolkit.lib_dirs:
-        for cand in sorted(glob.glob(os.path.join(d, "libcudart.so*")), key=_so_version_key, reverse=True):
-            try:
-                ctypes.CDLL(cand)
-                return cand
-            except OSError:
-                continue
-    return None
-
-
 def find_system_onednn() -> Optional[str]:
     """Path to a system oneDNN shared library (Debian libdnnl-dev), or None."""
     has_headers = os.path.isfile("/usr/include/dnnl.h") or os.path.isdir("/usr/include/oneapi/dnnl")

@@ -160,3 +160,21 @@ def test_jittor_cuda_core_and_externs_compile_through_the_runtime(tmp_path):
     assert report["cudnn"].startswith("cuDNN 9"), report["cudnn"]
     assert {"cudnn_conv", "cudnn_conv_backward_w", "cudnn_conv_backward_x"} <= set(report["cudnn_ops"])
     assert report["ok"] is True
+
+
+def test_without_cudnn_one_message_and_jittors_own_convolutions(tmp_path, capsys):
+    from jittor import compile_extern
+
+    from jittor_pranet.ops import jt
+
+    if compile_extern.cudnn is not None:
+        pytest.skip("this Jittor already loaded cuDNN")
+    tk = _fake_toolkit(tmp_path)
+    tk.include_dirs, tk.lib_dirs = tk.include_dirs[:1], tk.lib_dirs[:1]  # no cuDNN package
+    (Path(tk.include_dirs[0]) / "cudnn.h").unlink()
+    info = runtime.RuntimeInfo(cuda_view=str(runtime.prepare_cuda_view(tmp_path / "home", tk)))
+    runtime.load_cudnn(jt, info)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cuDNN could not be loaded" in err[0] and "Jittor's own CUDA" in err[0], err
+    assert info.cudnn.startswith("not loaded: no cudnn.h"), info.cudnn
+    assert compile_extern.cudnn is None

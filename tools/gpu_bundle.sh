@@ -2,21 +2,22 @@
 # Wheels for the GPU machine, which has no network: what jittor-pranet needs there and its image lacks.
 #
 #   bash tools/gpu_bundle.sh              # fetch into .gpu-bundle/ (git-ignored; needs pip's index)
-#   bash tools/gpu_bundle.sh --install    # offline: install from .gpu-bundle/ into .gpu-site/ for $PYTHON
+#   bash tools/gpu_bundle.sh --install    # offline: install from .gpu-bundle/ into .gpu-site/pyX.Y/ for $PYTHON
 #
 # The image (Python 3.12, torch 2.11+cu130, numpy, scipy, pillow, opencv-python-headless, tqdm, pyyaml,
 # h5py, pytest; cuDNN 9 and cuBLAS as pip packages) lacks Jittor and Jittor's astunparse (+ six).
 # Jittor 1.3.11 reads numpy arrays through numpy 1.x's struct layout (src/pyjt/numpy.h; its setup.py
 # pins numpy<2), so when the image's numpy is 2.x, numpy 1.26.4 travels too.
-# --install never touches the image's site-packages: the packages go to .gpu-site/ (pip --target,
+# --install never touches the image's site-packages: the packages go to .gpu-site/pyX.Y/ (pip --target,
 # --no-index, --no-deps, exact files), which tools/gpu_check.sh puts first on PYTHONPATH; this
 # package itself runs from the working tree.  Jittor is an sdist on PyPI: it is built here into a
 # pure-Python wheel (its C++ sources are compiled by Jittor itself at first import).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE="${BUNDLE:-.gpu-bundle}"
-SITE="${GPU_SITE:-.gpu-site}"
 PY="${PYTHON:-python3}"
+# One folder per Python version: the wheels there (numpy) are built for it.
+SITE="${GPU_SITE:-.gpu-site/$("$PY" -c 'import sys; print("py%d.%d" % sys.version_info[:2])')}"
 PINS=("jittor==1.3.11.0" "astunparse==1.6.3" "six==1.17.0" "numpy==1.26.4")
 
 if [ "${1:-}" = "--install" ]; then
