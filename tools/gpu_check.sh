@@ -6,7 +6,7 @@
 #                                        # (also JITTOR_PRANET_DEVICE=cpu)
 #
 # Stages (each under `timeout`; a failing or timed-out stage never stops the next; the whole run
-# stays within GPU_CHECK_BUDGET seconds, 470 by default, so one call fits 8 minutes; 4x on CPU):
+# stays within GPU_CHECK_BUDGET seconds, 470 by default, so one call fits 8 minutes; 8x on CPU):
 #   install       Jittor + astunparse (+ numpy 1.26 when the image's numpy is 2.x) from .gpu-bundle/
 #                 into .gpu-site/pyX.Y/ (tools/gpu_bundle.sh --install: --no-index, image untouched)
 #   env           versions, GPU, driver (JSON)
@@ -33,8 +33,8 @@ mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX")"
 PY="${PYTHON:-python3}"
-SCALE=1                          # CPU runs get 4x the time boxes (kernels compile on 2 cores)
-[ "$DEVICE" = cpu ] && SCALE=4
+SCALE=1                          # CPU runs get 8x the time boxes (kernels compile on 2 cores)
+[ "$DEVICE" = cpu ] && SCALE=8
 BUDGET="${GPU_CHECK_BUDGET:-$((470 * SCALE))}"
 LOG="$OUT/gpu_check.log"
 : > "$LOG"
@@ -50,7 +50,7 @@ if [ "$DEVICE" = cuda ]; then   # the measurement sizes
          --variants torch,jittor,jittor_fused --eval-images 0)
   TRAIN=(train.time_limit_min=1.6)
 else                            # CPU: every stage exercised at small sizes
-  SIZE=64; BATCH=1; TP_SIZE=64; FP16=(--size 64 --batch 1 --repeats 1)
+  SIZE=64; BATCH=1; TP_SIZE=64; FP16=(--model pranet_v2_pvt --size 64 --batch 1 --repeats 1)
   BENCH=(--models pranet_v2_pvt --batches 1 --train-batch 1 --size 64 --multiscale 64 --repeats 1
          --variants torch,jittor --eval-images 0)
   TRAIN=(data.synthetic.n_train=40 data.synthetic.n_test=4 data.train_size=64 train.batch_size=4
@@ -70,6 +70,7 @@ stage() {  # stage NAME LIMIT CMD...: run CMD under a time box cut to what is le
     rc=$?
   fi
   printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t))" "$limit" >> "$WORK/stages.tsv"
+  echo >> "$LOG"  # Jittor's progress lines end without a newline
   echo "=== [$name] rc=$rc in $((SECONDS - t))s" | tee -a "$LOG"
 }
 
