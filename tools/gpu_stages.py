@@ -117,13 +117,13 @@ def stage_train_parity(args) -> int:
     worst_grad, worst_name = max((_rel(j, t), n) for n, j, t in compared)
     loss_rel = _rel(j_loss.numpy(), t_loss.detach().cpu().numpy())
     zero_worst = max((float(np.abs(j).max()) / scale for _, j in zero), default=0.0)
-    ok = loss_rel <= 1e-5 and worst_grad <= 1e-3 and zero_worst < 1e-5
+    ok = bool(loss_rel <= 1e-5 and worst_grad <= 1e-3 and zero_worst < 1e-5)
     out = {"model": args.model, "device": "cuda" if jt.flags.use_cuda else "cpu", "torch_device": str(tdev),
            "size": args.size, "batch": args.batch, "dtype": "float32", "loss_rel": loss_rel, "loss_tol": 1e-5,
            "worst_grad_rel": worst_grad, "worst_grad": worst_name, "grad_tol": 1e-3,
            "gradients_compared": len(compared), "analytically_zero": len(zero), "zero_worst_rel": zero_worst,
            "seconds": round(time.time() - t0, 1), "ok": ok}
-    print(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1, default=str))
     _write(args.json, out)
     return 0 if ok else 1
 
@@ -163,7 +163,7 @@ def stage_fp16(args) -> int:
            "batch": args.batch, "max_prob_diff_vs_fp32": diff, "tol": 1e-2,
            "seconds_per_batch": times, "fp16_speedup": times["fp32"] / max(times["fp16"], 1e-12),
            "seconds": round(time.time() - t0, 1), "ok": ok}
-    print(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1, default=str))
     _write(args.json, out)
     return 0 if ok else 1
 
