@@ -4,21 +4,35 @@ Jittor makes three decisions at import time that break on machines like ours:
 
 * it finds ``nvcc`` on ``PATH`` and then crashes when no ``libcudart`` is loadable;
 * it downloads a oneDNN tarball the first time it imports, even with no network;
-* on GPU machines it downloads cutt/cutlass.
+* on GPU machines it downloads cutt/cutlass;
+* its CUDA path expects a classic toolkit folder (``<nvcc>/../lib64/libcudart.so``), cuDNN 8 file
+  names, and ``cudaDeviceProp`` fields that CUDA 13 removed.
 
 This module looks at the machine (without importing Jittor) and sets the environment variables
 Jittor reads, so that the import takes the CPU path when no CUDA runtime exists, links Debian's
-``libdnnl`` instead of downloading oneDNN, and never reaches the network.  Nothing here imports
-jittor; :func:`import_jittor` does, once, after configuring.
+``libdnnl`` instead of downloading oneDNN, and never reaches the network.  On a CUDA 12/13 machine
+it gives Jittor a private *CUDA view* in its cache (see :func:`prepare_cuda_view`): a folder whose
+``bin/nvcc`` runs the real compiler and whose ``include``/``lib64`` link the toolkit's and the pip
+packages' (``nvidia-*``) headers and libraries under the names Jittor looks for.  cuDNN is compiled
+and loaded by :func:`import_jittor` (Jittor 1.3.11's own loader only knows cuDNN 8); when that
+fails, one message says so and Jittor's own convolution kernels run.  Nothing here downloads.
+Nothing here imports jittor; :func:`import_jittor` does, once, after configuring.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import glob
+import hashlib
+import importlib.util
+import json
 import os
+import platform
+import re
 import shutil
+import subprocess
 import sys
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +52,29 @@ SLOW_CONV_WARNING = (
 )
 
 
+CUDA_BUILD_ONLY_ENV = "JITTOR_PRANET_CUDA_BUILD_ONLY"
+# Bumped when the layout of the CUDA view changes, so that old views are not reused.
+_CUDA_VIEW_FORMAT = 1
+_HELPER_CUDA_MARK = "jittor-pranet: CUDA 13 removed cudaDeviceProp::clockRate and ::computeMode"
+_CUDNN_FALLBACK = ("jittor-pranet: cuDNN could not be loaded ({reason}); convolutions run on Jittor's own CUDA "
+                   "kernels (slower). `jittor-pranet doctor --device cuda` shows what was found.")
+
+
+@dataclass
+class CudaToolkit:
+    """A CUDA toolkit found on this machine (system install or pip ``nvidia-*`` packages)."""
+
+    nvcc: str  # the real compiler, not a wrapper script
+    root: str
+    version: tuple
+    include_dirs: list
+    lib_dirs: list
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(str(v) for v in self.version)
+
+
 @dataclass
 class RuntimeInfo:
     """What :func:`configure` decided; shown by ``jittor-pranet doctor``."""
@@ -47,6 +84,12 @@ class RuntimeInfo:
     use_cuda: bool = False
     onednn: Optional[str] = None
     jittor_home: str = ""
+    cuda_toolkit: Optional["CudaToolkit"] = None
+    cuda_view: Optional[str] = None
+    helper_cuda_patch: Optional[str] = None
+    cudnn: Optional[str] = None
+    cublas: Optional[str] = None
+    build_only: bool = False
     notes: list = field(default_factory=list)
 
 
@@ -71,22 +114,217 @@ def _jittor_home() -> Path:
     return Path.home()
 
 
-def find_cuda_runtime() -> Optional[str]:
-    """Path of a loadable libcudart next to nvcc (where jittor looks), or None.
+def _site_package_dirs() -> list:
+    """Folders where pip puts packages for this interpreter (venv first), existing ones only."""
+    import site
+    import sysconfig
 
-    A GPU is also required (``/dev/nvidia*``): an nvcc with a runtime but no device still cannot run.
-    """
-    nvcc = os.environ.get("nvcc_path") or shutil.which("nvcc")
-    if not nvcc or not glob.glob("/dev/nvidia[0-9]*"):
-        return None
-    cuda_dir = Path(os.path.realpath(nvcc)).parent
-    lib = Path("/usr/lib/x86_64-linux-gnu") if str(nvcc) == "/usr/bin/nvcc" else cuda_dir.parent / "lib64"
-    cand = lib / "libcudart.so"
+    dirs = [sysconfig.get_paths().get("purelib"), sysconfig.get_paths().get("platlib")]
     try:
-        ctypes.CDLL(str(cand))
-    except OSError:
+        dirs += site.getsitepackages()
+    except AttributeError:  # old virtualenv's site module
+        pass
+    dirs += [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    seen, out = set(), []
+    for d in dirs:
+        if d and os.path.isdir(d) and os.path.realpath(d) not in seen:
+            seen.add(os.path.realpath(d))
+            out.append(d)
+    return out
+
+
+def _pip_nvidia_dirs(kind: str, cuda_major: Optional[int]) -> list:
+    """``nvidia/<pkg>/<kind>`` folders of pip's CUDA packages; ``cuNN`` folders of another major skipped."""
+    out = []
+    for site_dir in _site_package_dirs():
+        for d in sorted(glob.glob(os.path.join(site_dir, "nvidia", "*", kind))):
+            pkg = os.path.basename(os.path.dirname(d))
+            if cuda_major is not None and re.fullmatch(r"cu\d+", pkg) and pkg != f"cu{cuda_major}":
+                continue
+            out.append(d)
+    return out
+
+
+def _nvcc_candidates() -> list:
+    cands = [os.environ.get("nvcc_path") or None, shutil.which("nvcc"), "/usr/local/cuda/bin/nvcc"]
+    for site_dir in _site_package_dirs():
+        cands += sorted(glob.glob(os.path.join(site_dir, "nvidia", "cu*", "bin", "nvcc")), reverse=True)
+        cands.append(os.path.join(site_dir, "nvidia", "cuda_nvcc", "bin", "nvcc"))
+    out = []
+    for c in cands:
+        if c and os.path.isfile(c) and os.access(c, os.X_OK) and c not in out:
+            out.append(c)
+    return out
+
+
+def _real_nvcc(nvcc: str) -> Optional[str]:
+    """The toolkit's own nvcc behind ``nvcc`` (which may be a symlink or a wrapper script)."""
+    real = os.path.realpath(nvcc)
+    if os.path.isfile(os.path.join(os.path.dirname(real), "nvcc.profile")):
+        return real
+    try:  # a wrapper script: nvcc names its own folder in a dry run
+        out = subprocess.run([nvcc, "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
         return None
-    return str(cand)
+    m = re.search(r"^#\$ _HERE_=(.+)$", out.stdout + out.stderr, re.MULTILINE)
+    if m and os.path.isfile(os.path.join(m.group(1).strip(), "nvcc")):
+        return os.path.realpath(os.path.join(m.group(1).strip(), "nvcc"))
+    return None
+
+
+def _nvcc_version(nvcc: str) -> Optional[tuple]:
+    try:
+        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def find_cuda_toolkit() -> Optional[CudaToolkit]:
+    """The first working nvcc (``$nvcc_path``, ``PATH``, /usr/local/cuda, pip's ``nvidia-cuda-nvcc``)
+    with the header and library folders of its toolkit and of pip's ``nvidia-*`` packages."""
+    arch = "aarch64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
+    for cand in _nvcc_candidates():
+        nvcc = _real_nvcc(cand)
+        version = _nvcc_version(nvcc) if nvcc else None
+        if version is None:
+            continue
+        root = os.path.dirname(os.path.dirname(nvcc))
+        incs = [os.path.join(root, "include"), os.path.join(root, "targets", f"{arch}-linux", "include")]
+        libs = [os.path.join(root, "lib64"), os.path.join(root, "lib"), os.path.join(root, "targets", f"{arch}-linux", "lib")]
+        incs += _pip_nvidia_dirs("include", version[0])
+        libs += _pip_nvidia_dirs("lib", version[0])
+        dedup = lambda ds: [d for i, d in enumerate(ds) if os.path.isdir(d)
+                            and os.path.realpath(d) not in {os.path.realpath(e) for e in ds[:i]}]
+        return CudaToolkit(nvcc=nvcc, root=root, version=version, include_dirs=dedup(incs), lib_dirs=dedup(libs))
+    return None
+
+
+def _so_version_key(name: str) -> tuple:
+    tail = name.split(".so", 1)[1].lstrip(".")
+    return tuple(int(v) if v.isdigit() else 0 for v in tail.split(".")) if tail else ()
+
+
+def prepare_cuda_view(home: Path, toolkit: CudaToolkit) -> Path:
+    """Build (once) the folder Jittor is pointed at: ``bin/nvcc``, ``include/``, ``lib64/``.
+
+    Jittor takes ``<nvcc>/..`` as the toolkit and looks for ``include/<lib>.h`` and
+    ``lib64/lib<lib>.so`` there; pip installs keep headers and libraries in several ``nvidia/*``
+    folders and only versioned library names (``libcudart.so.13``).  The view links every entry of
+    those folders (the toolkit first), adds the unversioned ``libX.so`` names, and has a ``bin/nvcc``
+    *script* that runs the real compiler (Jittor resolves symlinks, so a link would lead it back to
+    the toolkit).  Nothing of the toolkit is modified.  The folder name hashes its sources, so a
+    changed installation gets a new view; building it is atomic (rename of a finished folder).
+    """
+    key = json.dumps([_CUDA_VIEW_FORMAT, toolkit.nvcc, toolkit.include_dirs, toolkit.lib_dirs])
+    base = home / ".cache" / "jittor" / "jittor_pranet_cuda"
+    view = base / f"cuda{toolkit.version_text}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    if (view / "lib64" / "libcudart.so").exists():
+        return view
+    base.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=base))
+    try:
+        (tmp / "bin").mkdir()
+        nvcc = tmp / "bin" / "nvcc"
+        nvcc.write_text(f'#!/bin/sh\nexec "{toolkit.nvcc}" "$@"\n')
+        nvcc.chmod(0o755)
+        for sub, sources in (("include", toolkit.include_dirs), ("lib64", toolkit.lib_dirs)):
+            (tmp / sub).mkdir()
+            for src in sources:
+                for name in sorted(os.listdir(src)):
+                    if sub == "lib64" and not (name.startswith("lib") and ".so" in name):
+                        continue
+                    link = tmp / sub / name
+                    if not os.path.lexists(link):
+                        link.symlink_to(os.path.realpath(os.path.join(src, name)))
+        libdir = tmp / "lib64"
+        versioned = {}
+        for name in os.listdir(libdir):
+            stem = name.split(".so", 1)[0] + ".so"
+            if name != stem and _so_version_key(name) >= _so_version_key(versioned.get(stem, stem + ".0")):
+                versioned[stem] = name
+        for stem, name in versioned.items():
+            if not os.path.lexists(libdir / stem):
+                (libdir / stem).symlink_to(name)
+        (tmp / "SOURCES.json").write_text(key + "\n")
+        try:
+            os.rename(tmp, view)
+        except OSError:  # another process finished first, or a stale incomplete view is in the way
+            if not (view / "lib64" / "libcudart.so").exists():
+                shutil.rmtree(view, ignore_errors=True)
+                os.rename(tmp, view)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return view
+
+
+def jittor_package_dir() -> Optional[Path]:
+    """Where the jittor package is installed, found without importing it."""
+    spec = importlib.util.find_spec("jittor")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def patch_helper_cuda(header: Path, check_only: bool = False) -> str:
+    """Make Jittor's ``extern/cuda/inc/helper_cuda.h`` compile with CUDA >= 13 (idempotent).
+
+    CUDA 13 removed ``cudaDeviceProp::clockRate`` and ``::computeMode``; Jittor's header reads them
+    in four places (device selection helpers that Jittor compiles into its core and its CUDA
+    externs).  Each use becomes ``cudaDeviceGetAttribute`` on the device whose properties were just
+    read (available since CUDA 5, so the patched file still builds with older toolkits).  Jittor
+    puts its own ``extern/cuda/inc`` first on the include path of its externs, so a shadowing copy
+    would not be seen: the installed file is patched in place, the original kept as
+    ``helper_cuda.h.orig``, and the file carries a marker line.  Returns a one-line status.
+    """
+    try:
+        text = header.read_text()
+    except OSError as exc:
+        return f"unreadable: {exc}"
+    if _HELPER_CUDA_MARK in text:
+        return f"patched ({header})"
+    device, uses, inserted, out = None, 0, False, []
+    fields = (("computeMode", "cudaDevAttrComputeMode"), ("clockRate", "cudaDevAttrClockRate"))
+    for line in text.splitlines(keepends=True):
+        m = re.search(r"cudaGetDeviceProperties\(\s*&deviceProp\s*,\s*(\w+)\s*\)", line)
+        if m:
+            device = m.group(1)
+        for name, attr in fields:
+            if f"deviceProp.{name}" in line:
+                if device is None:
+                    return f"not patched: deviceProp.{name} used before any cudaGetDeviceProperties in {header}"
+                uses += line.count(f"deviceProp.{name}")
+                line = line.replace(f"deviceProp.{name}", f"jtp_device_attribute({attr}, {device})")
+        out.append(line)
+        if not inserted and line.strip() == "#ifdef __CUDA_RUNTIME_H__":
+            out.append("// Reads one device attribute; replaces cudaDeviceProp fields removed in CUDA 13.\n"
+                       "static inline int jtp_device_attribute(cudaDeviceAttr attr, int device) {\n"
+                       "  int value = 0;\n  cudaDeviceGetAttribute(&value, attr, device);\n  return value;\n}\n")
+            inserted = True
+    if uses == 0:
+        return "not needed (no removed cudaDeviceProp fields used)"
+    if not inserted:
+        return f"not patched: no '#ifdef __CUDA_RUNTIME_H__' block in {header}"
+    if check_only:
+        return f"NOT patched: {uses} uses of removed cudaDeviceProp fields in {header}"
+    patched = f"// {_HELPER_CUDA_MARK}: {uses} uses read through cudaDeviceGetAttribute (original: {header.name}.orig)\n" + "".join(out)
+    try:
+        backup = header.with_name(header.name + ".orig")
+        if not backup.exists():
+            backup.write_text(text)
+        tmp = header.with_name(header.name + ".tmp")
+        tmp.write_text(patched)
+        os.replace(tmp, header)
+    except OSError as exc:
+        return f"NOT patched (cannot write {header}: {exc})"
+    return f"patched now ({uses} uses; {header})"
+
+
+def _gpu_present() -> bool:
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
 def find_system_onednn() -> Optional[str]:
@@ -120,6 +358,121 @@ def _link_onednn_for_jittor(home: Path, libdnnl: str) -> Optional[str]:
     return str(target) if lib.is_file() else None
 
 
+def _configure_cuda(env, home: Path, info: RuntimeInfo) -> Optional[str]:
+    """Point Jittor at a CUDA view of this machine's toolkit; the libcudart path, or None (reason noted)."""
+    info.build_only = env.get(CUDA_BUILD_ONLY_ENV) == "1"
+    if not (_gpu_present() or info.build_only):
+        info.notes.append("no NVIDIA device (/dev/nvidia*)")
+        return None
+    toolkit = find_cuda_toolkit()
+    if toolkit is None:
+        info.notes.append("no working nvcc (PATH, /usr/local/cuda, pip nvidia-cuda-nvcc)")
+        return None
+    info.cuda_toolkit = toolkit
+    try:
+        view = prepare_cuda_view(home, toolkit)
+        cudart = view / "lib64" / "libcudart.so"
+        ctypes.CDLL(str(cudart), mode=ctypes.RTLD_GLOBAL)
+    except OSError as exc:
+        info.notes.append(f"CUDA runtime not loadable: {exc}")
+        return None
+    if toolkit.version[0] >= 13:
+        jdir = jittor_package_dir()
+        status = patch_helper_cuda(jdir / "extern" / "cuda" / "inc" / "helper_cuda.h") if jdir else "jittor not installed"
+        info.helper_cuda_patch = status
+        if not status.startswith(("patched", "not needed")):
+            info.notes.append(f"Jittor's helper_cuda.h does not build with CUDA {toolkit.version_text}: {status}")
+            return None
+    env["nvcc_path"] = str(view / "bin" / "nvcc")
+    if "conv_opt" not in env:
+        # Jittor's own cuDNN loader knows only cuDNN 8 file names and ends the process when they are
+        # missing; conv_opt=1 keeps it away and import_jittor() loads cuDNN instead.
+        env["conv_opt"] = "1"
+        env["_JITTOR_PRANET_CONV_OPT"] = "1"
+    if info.build_only:  # no device to ask for its architecture: compile for the one given
+        env.setdefault("cuda_archs", env.get("JITTOR_PRANET_CUDA_ARCH", "90"))
+    info.cuda_view = str(view)
+    return str(cudart)
+
+
+def _cudnn_version(include_dir: Path) -> Optional[tuple]:
+    for name in ("cudnn_version.h", "cudnn.h"):
+        try:
+            text = (include_dir / name).read_text()
+        except OSError:
+            continue
+        parts = [re.search(rf"#define CUDNN_{k}\s+(\d+)", text) for k in ("MAJOR", "MINOR", "PATCHLEVEL")]
+        if all(parts):
+            return tuple(int(m.group(1)) for m in parts)
+    return None
+
+
+def load_cudnn(jt, info: RuntimeInfo) -> None:
+    """Compile and load Jittor's cuDNN convolution ops against the view's cuDNN (8 or 9).
+
+    cuDNN 9 removed the legacy RNN API that Jittor's ``cudnn_rnn*`` sources call, so those files are
+    left out (this package has no RNNs); convolutions, which Jittor's conv tuner relays to
+    ``cudnn_conv*`` whenever those ops exist, are what matters.  On any failure one message is
+    printed and Jittor's own CUDA convolution kernels stay in use.
+    """
+    from jittor import compile_extern, compiler
+
+    if getattr(compile_extern, "cudnn", None) is not None:
+        info.cudnn = "loaded by Jittor"
+        return
+    if env_flag_conv_opt_by_user():
+        info.cudnn = "not loaded (conv_opt=1 set by the user: Jittor's own convolution kernels)"
+        return
+    view = Path(info.cuda_view)
+    try:
+        version = _cudnn_version(view / "include")
+        libs = sorted(glob.glob(str(view / "lib64" / "libcudnn.so.*")), key=_so_version_key)
+        if version is None or not libs:
+            raise RuntimeError("no cudnn.h/libcudnn.so in the CUDA toolkit or pip's nvidia-cudnn")
+        ctypes.CDLL(libs[-1], mode=ctypes.RTLD_GLOBAL)
+        src = Path(compiler.jittor_path) / "extern" / "cuda" / "cudnn"
+        files = sorted(str(f) for f in src.rglob("*") if f.is_file())
+        skipped = [f for f in files if version[0] >= 9 and "rnn" in os.path.basename(f)]
+        files = [f for f in files if f not in skipped]
+        jt_inc = Path(compiler.jittor_path) / "extern" / "cuda" / "inc"
+        cuda_cache = Path(compiler.cache_path) / "cuda"
+        flags = (f' -I"{jt_inc}" -I"{src / "inc"}" -lcudnn -L"{view / "lib64"}" '
+                 f' -L"{cuda_cache}" -llibcuda_extern ')
+        module = compiler.compile_custom_ops(files, return_module=True, extra_flags=flags)
+    except Exception as exc:  # compile errors, missing files, a cuDNN that does not load
+        reason = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc).__name__
+        info.cudnn = f"not loaded: {reason}"
+        print(_CUDNN_FALLBACK.format(reason=reason), file=sys.stderr)
+        return
+    compile_extern.cudnn, compile_extern.cudnn_ops = module, module.ops
+    jt.cudnn = module
+    units = lambda names: sum(1 for f in names if f.endswith((".cc", ".cu")))
+    note = f"; {units(skipped)} RNN files left out (API removed in cuDNN 9)" if skipped else ""
+    info.cudnn = f"cuDNN {'.'.join(map(str, version))} ({units(files)} files compiled{note})"
+
+
+def env_flag_conv_opt_by_user() -> bool:
+    """True when ``conv_opt=1`` came from the user (Jittor: no cuDNN) rather than from :func:`configure`."""
+    return os.environ.get("conv_opt", "0") not in ("", "0") and "_JITTOR_PRANET_CONV_OPT" not in os.environ
+
+
+def _point_at_python_config(env) -> None:
+    """Jittor finds ``python3.X-config`` only next to ``sys.executable`` or in /usr(/local)/bin; a venv
+    made from a pyenv/conda/uv Python has it in ``sys.base_prefix/bin``: tell Jittor where."""
+    if "python_config_path" in env:
+        return
+    name = f"python3.{sys.version_info.minor}-config"
+    looked = [os.path.join(os.path.dirname(sys.executable), name), f"/usr/bin/{name}", f"/usr/local/bin/{name}",
+              os.path.join(os.path.dirname(sys.executable), "python3-config")]
+    if any(os.path.isfile(p) for p in looked):
+        return
+    for prefix in (sys.base_prefix, sys.base_exec_prefix):
+        cand = os.path.join(prefix, "bin", name)
+        if os.path.isfile(cand):
+            env["python_config_path"] = cand
+            return
+
+
 def configure(device: Optional[str] = None) -> RuntimeInfo:
     """Set Jittor's import-time environment. Safe to call repeatedly; effective before first import.
 
@@ -140,6 +493,7 @@ def configure(device: Optional[str] = None) -> RuntimeInfo:
     env.setdefault("use_cutt", "0")  # no cutt download on GPU machines
     env.setdefault("use_cutlass", "0")  # no cutlass download on GPU machines
     env.setdefault("log_silent", "1")
+    _point_at_python_config(env)
     if "OMPI_COMM_WORLD_SIZE" not in env:
         # Outside mpirun, keep Jittor from compiling and dlopen-ing its MPI ops just because mpicc
         # is installed: a single process behaves the same with or without OpenMPI on the machine.
@@ -151,11 +505,14 @@ def configure(device: Optional[str] = None) -> RuntimeInfo:
     home = _jittor_home()
     info.jittor_home = str(home / ".cache" / "jittor")
 
-    cudart = None if device == "cpu" else find_cuda_runtime()
+    if env.pop("_JITTOR_PRANET_CONV_OPT", None):  # set by us in a parent process, not by the user
+        env.pop("conv_opt", None)
+    cudart = None if device == "cpu" else _configure_cuda(env, home, info)
     info.cuda_runtime = cudart
     if cudart is None:
         if device == "cuda":
-            raise RuntimeError("--device cuda was requested but no usable CUDA runtime/GPU was found")
+            why = f" ({info.notes[-1]})" if info.notes else ""
+            raise RuntimeError(f"--device cuda was requested but no usable CUDA runtime/GPU was found{why}")
         env["nvcc_path"] = ""  # CPU build; avoids the libcudart crash when nvcc exists
     info.use_cuda = cudart is not None
 
@@ -290,6 +647,11 @@ def import_jittor(device: Optional[str] = None):
     jt = _import_jittor_keeping_sigint()
 
     restore_python_signal_handlers()
+    if info.cuda_view and info.cudnn is None:
+        load_cudnn(jt, info)
+        from jittor import compile_extern
+
+        info.cublas = "loaded" if getattr(compile_extern, "cublas", None) is not None else "not loaded"
 
     want = info.use_cuda and (device or info.requested_device) != "cpu"
     jt.flags.use_cuda = 1 if (want and jt.has_cuda) else 0

@@ -28,7 +28,7 @@ def run(args) -> int:
         ("jittor", jt.__version__),
         ("device", "cuda" if jt.flags.use_cuda else "cpu"),
         ("CUDA runtime", info.cuda_runtime or "not found (CPU build)"),
-        ("cuDNN", "loaded" if cudnn is not None else "not loaded"),
+        *_cuda_rows(info, cudnn),
         ("oneDNN (CPU conv)", f"on ({info.onednn})" if getattr(compile_extern, "use_mkl", 0) else
          "OFF - convolutions ~100x slower; apt-get install libdnnl-dev"),
         ("Jittor cache", info.jittor_home),
@@ -39,6 +39,23 @@ def run(args) -> int:
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
     return 0
+
+
+def _cuda_rows(info, cudnn) -> list:
+    """Toolkit, the CUDA view Jittor was pointed at, the CUDA-13 source fix, cuDNN and cuBLAS."""
+    tk = info.cuda_toolkit
+    if tk is None:
+        why = f" ({info.notes[-1]})" if info.notes else ""
+        return [("CUDA toolkit", f"not used{why}"), ("cuDNN", "loaded" if cudnn is not None else "not loaded")]
+    rows = [("CUDA toolkit", f"nvcc {tk.version_text} ({tk.nvcc})"),
+            ("CUDA view", info.cuda_view or "not built")]
+    if info.helper_cuda_patch:
+        rows.append(("helper_cuda.h (CUDA 13)", info.helper_cuda_patch))
+    rows.append(("cuDNN", info.cudnn or ("loaded" if cudnn is not None else "not loaded")))
+    rows.append(("cuBLAS", info.cublas or "not loaded"))
+    if info.build_only:
+        rows.append(("CUDA mode", "build only (JITTOR_PRANET_CUDA_BUILD_ONLY=1: compiled, not run)"))
+    return rows
 
 
 def _torch_version() -> str:
