@@ -1,5 +1,6 @@
-"""Model zoo: encoders, decoder blocks, DSRA and the four registered PraNet models."""
+"""Model zoo: encoders, decoder blocks, DSRA, the four registered PraNet models and EMCAD(+DSRA)."""
 from .dsra import DSRA, GAIN_MODES, dsra_fuse, reverse_gain
+from .emcad import MODEL_FACTS as EMCAD_FACTS, EMCADNet, emcad_prediction_logits
 from .pranet import PraNetV1, PraNetV2, build_encoder, prediction_logits
 from .registry import build_model, list_models, model_family, register_model
 
@@ -28,5 +29,17 @@ def pranet_v2_pvt(num_classes: int = 1, encoder: str = "pvt_v2_b2", **kw) -> Pra
     return PraNetV2(encoder=encoder, num_classes=num_classes, **kw)
 
 
+@register_model
+def emcad_b2(num_classes: int = 9, encoder: str = "pvt_v2_b2", **kw) -> EMCADNet:
+    """EMCAD decoder on PVTv2-B2 (official ``EMCADNet``, training-script hyper-parameters)."""
+    return EMCADNet(num_classes=num_classes, encoder=encoder, dual=False, **kw)
+
+
+@register_model
+def emcad_b2_dsra(num_classes: int = 9, encoder: str = "pvt_v2_b2", **kw) -> EMCADNet:
+    """EMCAD-B2 with PraNet-V2's DSRA fg/bg heads per stage (official ``EMCADNet(dual=True)``)."""
+    return EMCADNet(num_classes=num_classes, encoder=encoder, dual=True, **kw)
+
+
 __all__ = ["build_model", "list_models", "register_model", "model_family", "PraNetV1", "PraNetV2", "DSRA",
-           "dsra_fuse", "reverse_gain", "GAIN_MODES", "build_encoder", "prediction_logits"]
+           "EMCADNet", "EMCAD_FACTS", "emcad_prediction_logits", "dsra_fuse", "reverse_gain", "GAIN_MODES", "build_encoder", "prediction_logits"]
