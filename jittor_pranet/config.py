@@ -16,6 +16,7 @@ import yaml
 from .errors import UserError
 
 DEFAULTS: Dict[str, Any] = {
+    "task": "auto",                 # binary (PraNet polyps) | multiclass (organs/cardiac volumes) | auto (by model)
     "model": {
         "name": "pranet_v2_res2net",
         "num_classes": 1,
@@ -36,14 +37,23 @@ DEFAULTS: Dict[str, Any] = {
         "num_workers": 2,
         "augment": False,              # off: the official recipe uses none
         "on_size_mismatch": "error",   # error | drop
+        # multi-class data (task multiclass): data.train is the dataset root, layout auto-detected
+        "format": "auto",              # auto | synapse | acdc_npz | acdc_h5 | custom (checked against the layout found)
+        "label_remap": "auto",         # auto (dataset.json) | none | synapse14 (raw 14-label Synapse -> 8 organs)
+        "class_names": None,           # foreground class names (default: dataset.json / the layout's class set)
+        "palette": None,               # custom data with RGB label maps: one [r, g, b] per class id
+        "channels": 1,                 # custom data: 1 (grayscale) or 3 (colour) images
     },
     "train": {
         "epochs": 30,
         "batch_size": 8,               # per process (MPI rank)
+        "optimizer": "adam",           # adam (PyTorch-exact; official PraNet) | adamw (official EMCAD/MIST)
         "lr": 1e-4,
         "betas": [0.9, 0.999],
         "weight_decay": 0.0,
         "clip": 0.5,                   # per-element gradient clamp; null disables
+        "loss": "auto",                # multiclass: dsra (fg/bg outputs) | baseline (CE + Dice) | auto (by model outputs)
+        "supervision": "mutation",     # multiclass: mutation (all output subsets, official) | deep_supervision | last_layer
         "multi_scale": [0.75, 1.0, 1.25],
         "lr_decay_rate": 0.1,
         "lr_decay_every": 50,          # epochs; the official 30-epoch runs never decay
@@ -136,6 +146,18 @@ def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> Di
     return cfg
 
 
+TASKS = ("auto", "binary", "multiclass")
+DATA_FORMATS = ("auto", "synapse", "acdc_npz", "acdc_h5", "custom")
+
+
+def resolved_task(cfg: Dict[str, Any]) -> str:
+    """``task`` with ``auto`` decided: multiclass for EMCAD models and for num_classes > 1."""
+    if cfg.get("task", "auto") != "auto":
+        return cfg["task"]
+    m = cfg["model"]
+    return "multiclass" if m["name"].startswith("emcad") or int(m["num_classes"]) > 1 else "binary"
+
+
 def validate(cfg: Dict[str, Any]) -> None:
     from .models import list_models
 
@@ -153,10 +175,21 @@ def validate(cfg: Dict[str, Any]) -> None:
         (isinstance(t["multi_scale"], list) and len(t["multi_scale"]) >= 1 and all(float(r) > 0 for r in t["multi_scale"]),
          "train.multi_scale must be a non-empty list of positive rates, e.g. [0.75, 1, 1.25]"),
         (d["on_size_mismatch"] in ("error", "drop"), "data.on_size_mismatch must be error or drop"),
+        (cfg["task"] in TASKS, f"task must be one of {', '.join(TASKS)}"),
+        (t["optimizer"] in ("adam", "adamw"), "train.optimizer must be adam or adamw"),
+        (t["loss"] in ("auto", "dsra", "baseline"), "train.loss must be auto, dsra or baseline"),
+        (t["supervision"] in ("mutation", "deep_supervision", "last_layer"),
+         "train.supervision must be mutation, deep_supervision or last_layer"),
+        (d["format"] in DATA_FORMATS, f"data.format must be one of {', '.join(DATA_FORMATS)}"),
+        (d["class_names"] is None or (isinstance(d["class_names"], list) and len(d["class_names"]) >= 1),
+         "data.class_names must be a list of foreground class names"),
     ]
     for ok, msg in checks:
         if not ok:
             raise UserError(msg)
+    if cfg["task"] == "binary" and (m["name"].startswith("emcad") or m["num_classes"] > 1):
+        raise UserError(f"task binary needs a one-class PraNet model; {m['name']} with num_classes "
+                        f"{m['num_classes']} is trained with task: multiclass")
 
 
 def save_config(cfg: Dict[str, Any], path: Path) -> None:

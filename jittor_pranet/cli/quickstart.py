@@ -18,8 +18,12 @@ def register(sub) -> None:
     p = sub.add_parser("quickstart", help="generate synthetic polyps, train, predict and evaluate (no downloads)",
                        description=__doc__)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=2")
-    p.add_argument("--run-dir", default="runs/quickstart", help="run folder (default runs/quickstart)")
+    p.add_argument("--run-dir", default=None,
+                   help="run folder (default runs/quickstart, or runs/quickstart_multiclass with --task multiclass)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--task", choices=["binary", "multiclass"], default="binary",
+                   help="binary: synthetic polyps, PraNet-V2 (default); multiclass: synthetic abdominal organs "
+                        "in the Synapse layout, EMCAD + DSRA, per-class table of held-out volumes")
     add_device_arg(p)
     p.set_defaults(func=run)
 
@@ -47,10 +51,14 @@ def run(args) -> int:
     from .common import setup_device
     from .train import make_run_dir
 
+    if args.task == "multiclass":
+        from .multiclass import run_quickstart
+
+        return run_quickstart(args)
     setup_device(args.device)
     t0 = time.time()
     cfg = load_config(str(PACKAGED_CONFIG), args.overrides)
-    run_dir = make_run_dir(cfg, args.run_dir)
+    run_dir = make_run_dir(cfg, args.run_dir or "runs/quickstart")
     trainer = Trainer(cfg, run_dir, progress=not args.no_progress)
     save_config(cfg, run_dir / "config.yaml")
     result = trainer.fit()

@@ -60,9 +60,10 @@ def run(args) -> int:
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, not {args.workers}")
     loaded, spec, size = open_checkpoint(args)
-    if spec.num_classes > 1:
-        raise UserError(f"test evaluates binary polyp segmentation; this checkpoint has {spec.num_classes} classes "
-                        "(use `predict` for its label maps)")
+    if spec.num_classes > 1:  # organs / cardiac structures: per-volume, per-class scores
+        from .multiclass import run_test as run_volume_test
+
+        return run_volume_test(args, loaded, spec, size)
     out = Path(args.out) if args.out else Path("results") / _checkpoint_stem(args.checkpoint)
     # pair, check every file header and the output folder before loading the model
     plans = plan_test_sets(args.data, out, args.sets, log=lambda line: print(line, file=sys.stderr))

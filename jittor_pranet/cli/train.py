@@ -59,8 +59,12 @@ def run(args) -> int:
     else:
         cfg = load_config(args.config, args.overrides)
         run_dir = make_run_dir(cfg, args.run_dir)
+    from ..config import resolved_task
     from ..engine.trainer import Trainer, is_main_process
 
+    multiclass = resolved_task(cfg) == "multiclass"
+    if multiclass:
+        from ..engine.multiclass import MultiClassTrainer as Trainer  # noqa: F811
     trainer = Trainer(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress)
     if is_main_process():
         save_config(cfg, run_dir / "config.yaml")
@@ -69,7 +73,11 @@ def run(args) -> int:
     if is_main_process():
         print(f"done: {result['epochs']} epochs, {result['steps']} steps, best validation mDice "
               f"{result['best_val_mDice']:.4f}; checkpoints in {run_dir}")
-        if cfg["output"]["predict_test"] and cfg["data"].get("test"):
+        if multiclass and cfg["output"]["predict_test"]:
+            from .multiclass import test_after_training
+
+            test_after_training(run_dir, cfg, progress=not args.no_progress)
+        elif cfg["output"]["predict_test"] and cfg["data"].get("test"):
             from .quickstart import predict_and_evaluate
 
             predict_and_evaluate(run_dir, cfg)
