@@ -69,6 +69,11 @@ def run_test(args, loaded, spec, size: int) -> int:
                         f"{data.num_classes} (background + {', '.join(data.class_names)})")
     if not data.test_volumes:
         raise UserError(f"{args.data}: no test volumes found ({data.summary()})")
+    if args.size is None and spec.test_size is None:  # no recorded training size (an official .pth)
+        from ..models import EMCAD_FACTS
+
+        size = EMCAD_FACTS.get(spec.name, {}).get("default_size", 224)  # the official multi-class size
+        _stderr(f"input size {size} (the official multi-class training size; --size to change)")
     out = Path(args.out) if args.out else Path("results") / Path(args.checkpoint).name.split(".")[0]
     prepare_output_folder(out)
     setup_device(args.device)
