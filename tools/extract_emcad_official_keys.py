@@ -14,7 +14,6 @@ the largest relative output difference (both are PyTorch: it should be float rou
 from __future__ import annotations
 
 import json
-import math
 import sys
 import types
 from pathlib import Path
@@ -57,9 +56,9 @@ def _install_timm_stand_ins() -> None:
     registry.register_model = lambda f: f
     models = types.ModuleType("timm.models")
     models.layers, models.helpers, models.registry = layers, helpers, registry
-    timm = types.ModuleType("timm")
-    timm.models = models
-    sys.modules.update({"timm": timm, "timm.models": models, "timm.models.layers": layers,
+    package = types.ModuleType("timm")
+    package.models = models
+    sys.modules.update({"timm": package, "timm.models": models, "timm.models.layers": layers,
                         "timm.models.helpers": helpers, "timm.models.registry": registry})
 
 
@@ -101,7 +100,8 @@ def main(argv) -> int:
         print(__doc__)
         return 2
     official_dir = Path(args[0])
-    out = Path(args[1]) if len(args) > 1 else Path(__file__).resolve().parents[1] / "tests/data/emcad_official_keys.json"
+    default_out = Path(__file__).resolve().parents[1] / "tests/data/emcad_official_keys.json"
+    out = Path(args[1]) if len(args) > 1 else default_out
     result = {"source": "ai4colonoscopy/PraNet-V2 multiclass_seg/EMCAD lib/networks.py EMCADNet(num_classes=9, "
                         "expansion_factor=2, kernel_sizes=[1,3,5], activation='relu6', lgag_ks=3, pretrain=False)",
               "num_classes": 9, "models": {}}

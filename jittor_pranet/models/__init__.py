@@ -42,4 +42,5 @@ def emcad_b2_dsra(num_classes: int = 9, encoder: str = "pvt_v2_b2", **kw) -> EMC
 
 
 __all__ = ["build_model", "list_models", "register_model", "model_family", "PraNetV1", "PraNetV2", "DSRA",
-           "EMCADNet", "EMCAD_FACTS", "emcad_prediction_logits", "dsra_fuse", "reverse_gain", "GAIN_MODES", "build_encoder", "prediction_logits"]
+           "EMCADNet", "EMCAD_FACTS", "emcad_prediction_logits", "dsra_fuse", "reverse_gain", "GAIN_MODES",
+           "build_encoder", "prediction_logits"]

@@ -165,8 +165,10 @@ class LGAG(nn.Module):
         if kernel_size == 1:
             groups = 1
         pad = kernel_size // 2
-        self.W_g = nn.Sequential(nn.Conv2d(f_g, f_int, kernel_size, 1, pad, groups=groups, bias=True), BatchNorm2d(f_int))
-        self.W_x = nn.Sequential(nn.Conv2d(f_l, f_int, kernel_size, 1, pad, groups=groups, bias=True), BatchNorm2d(f_int))
+        self.W_g = nn.Sequential(nn.Conv2d(f_g, f_int, kernel_size, 1, pad, groups=groups, bias=True),
+                                 BatchNorm2d(f_int))
+        self.W_x = nn.Sequential(nn.Conv2d(f_l, f_int, kernel_size, 1, pad, groups=groups, bias=True),
+                                 BatchNorm2d(f_int))
         self.psi = nn.Sequential(nn.Conv2d(f_int, 1, 1, 1, 0, bias=True), BatchNorm2d(1), nn.Sigmoid())
         self.activation = nn.ReLU()
 

@@ -110,8 +110,10 @@ class LGAG(nn.Module):
         super().__init__()
         groups = 1 if kernel_size == 1 else groups
         p = kernel_size // 2
-        self.W_g = nn.Sequential(nn.Conv2d(f_g, f_int, kernel_size, 1, p, groups=groups, bias=True), nn.BatchNorm2d(f_int))
-        self.W_x = nn.Sequential(nn.Conv2d(f_l, f_int, kernel_size, 1, p, groups=groups, bias=True), nn.BatchNorm2d(f_int))
+        self.W_g = nn.Sequential(nn.Conv2d(f_g, f_int, kernel_size, 1, p, groups=groups, bias=True),
+                                 nn.BatchNorm2d(f_int))
+        self.W_x = nn.Sequential(nn.Conv2d(f_l, f_int, kernel_size, 1, p, groups=groups, bias=True),
+                                 nn.BatchNorm2d(f_int))
         self.psi = nn.Sequential(nn.Conv2d(f_int, 1, 1, 1, 0, bias=True), nn.BatchNorm2d(1), nn.Sigmoid())
         self.activation = nn.ReLU()
 
