@@ -14,7 +14,9 @@ def register(sub) -> None:
         "train", help="train a model from a YAML config (key=value overrides)",
         description="Train PraNet-V1/V2 with the official recipe (Adam 1e-4, multi-scale 0.75/1/1.25, "
                     "gradient clamp 0.5, structure loss). Outputs go to one run folder: the resolved config, "
-                    "last.pkl (resumable), best.pkl (best validation mDice), metrics.csv/json, curves.png.",
+                    "last.pkl (resumable), best.pkl (best validation mDice), metrics.csv/json, curves.png. "
+                    "Multi-class configs (task: multiclass; EMCAD models) train on slices with AdamW and pick "
+                    "best.pkl by the validation volumes' mean Dice, e.g. configs/emcad_b2_dsra_synapse.yaml.",
         epilog="example: jittor-pranet train --config configs/pranet_v2_res2net.yaml train.epochs=5 "
                "data.train=data/TrainDataset model.backbone_weights=weights/res2net50_v1b_26w_4s-3cf99910.pth")
     p.add_argument("--config", help="YAML config (defaults: the official recipe for pranet_v2_res2net)")
