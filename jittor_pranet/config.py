@@ -17,6 +17,7 @@ import yaml
 from .errors import UserError
 
 DEFAULTS: Dict[str, Any] = {
+    "task": "auto",                 # binary (PraNet polyps) | multiclass (organs/cardiac volumes) | auto (by model)
     "model": {
         "name": "pranet_v2_res2net",
         "num_classes": 1,
@@ -37,14 +38,23 @@ DEFAULTS: Dict[str, Any] = {
         "num_workers": 2,
         "augment": False,              # off: the official recipe uses none
         "on_size_mismatch": "error",   # error | drop
+        # multi-class data (task multiclass): data.train is the dataset root, layout auto-detected
+        "format": "auto",              # auto | synapse | acdc_npz | acdc_h5 | custom (checked against the layout found)
+        "label_remap": "auto",         # auto (dataset.json) | none | synapse14 (raw 14-label Synapse -> 8 organs)
+        "class_names": None,           # foreground class names (default: dataset.json / the layout's class set)
+        "palette": None,               # custom data with RGB label maps: one [r, g, b] per class id
+        "channels": 1,                 # custom data: 1 (grayscale) or 3 (colour) images
     },
     "train": {
         "epochs": 30,
         "batch_size": 8,               # per process (MPI rank)
+        "optimizer": "adam",           # adam (PyTorch-exact; official PraNet) | adamw (official EMCAD/MIST)
         "lr": 1e-4,
         "betas": [0.9, 0.999],
         "weight_decay": 0.0,
         "clip": 0.5,                   # per-element gradient clamp; null disables
+        "loss": "auto",                # multiclass: dsra (fg/bg outputs) | baseline (CE + Dice) | auto (by model outputs)
+        "supervision": "mutation",     # multiclass: mutation (all output subsets, official) | deep_supervision | last_layer
         "multi_scale": [0.75, 1.0, 1.25],
         "lr_decay_rate": 0.1,
         "lr_decay_every": 50,          # epochs; the official 30-epoch runs never decay
@@ -150,8 +160,9 @@ class Check:
 
     def describe(self) -> str:
         what = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a text",
-                "floats": "a list of numbers", "choice": "one of " + ", ".join(self.choices),
-                "mapping": "a mapping of options", "bool_or_mapping": "true, false or a mapping of options"}[self.kind]
+                "floats": "a list of numbers", "choice": "one of " + ", ".join(map(str, self.choices)),
+                "mapping": "a mapping of options", "bool_or_mapping": "true, false or a mapping of options",
+                "strs": "a non-empty list of names", "list": "a list"}[self.kind]
         if self.length:
             what = f"a list of {self.length} numbers"
         elif self.kind == "floats" and self.nonempty:
@@ -221,6 +232,14 @@ class Check:
                 if not all(self._in_range(x) for x in xs):
                     raise ValueError
                 return xs
+            if self.kind == "strs":
+                if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+                    raise ValueError
+                return value
+            if self.kind == "list":
+                if not isinstance(value, list):
+                    raise ValueError
+                return value
             if self.kind == "mapping":
                 if not isinstance(value, dict):
                     raise ValueError
@@ -234,9 +253,22 @@ class Check:
         raise AssertionError(self.kind)  # pragma: no cover
 
 
+TASKS = ("auto", "binary", "multiclass")
+DATA_FORMATS = ("auto", "synapse", "acdc_npz", "acdc_h5", "custom")
+
+
+def resolved_task(cfg: Dict[str, Any]) -> str:
+    """``task`` with ``auto`` decided: multiclass for EMCAD models and for num_classes > 1."""
+    if cfg.get("task", "auto") != "auto":
+        return cfg["task"]
+    m = cfg["model"]
+    return "multiclass" if m["name"].startswith("emcad") or int(m["num_classes"]) > 1 else "binary"
+
+
 # Every key's declared type and range, checked before anything is created (a test keeps this table and
 # DEFAULTS in step). Cross-key rules (sizes from multi_scale, model names) follow in ``validate``.
 SCHEMA: Dict[str, Check] = {
+    "task": Check("choice", choices=TASKS),
     "model.name": Check("str"),
     "model.num_classes": Check("int", low=1),
     "model.encoder": Check("str", optional=True),
@@ -254,8 +286,16 @@ SCHEMA: Dict[str, Check] = {
     "data.num_workers": Check("int", low=0),
     "data.augment": Check("bool_or_mapping"),
     "data.on_size_mismatch": Check("choice", choices=("error", "drop")),
+    "data.format": Check("choice", choices=DATA_FORMATS),
+    "data.label_remap": Check("choice", choices=("auto", "none", "synapse14")),
+    "data.class_names": Check("strs", optional=True),
+    "data.palette": Check("list", optional=True),
+    "data.channels": Check("choice", choices=(1, 3)),
     "train.epochs": Check("int", low=1),
     "train.batch_size": Check("int", low=1),
+    "train.optimizer": Check("choice", choices=("adam", "adamw")),
+    "train.loss": Check("choice", choices=("auto", "dsra", "baseline")),
+    "train.supervision": Check("choice", choices=("mutation", "deep_supervision", "last_layer")),
     "train.lr": Check("float", low=0, low_open=True),
     "train.betas": Check("floats", length=2, low=0, high=1, high_open=True),
     "train.weight_decay": Check("float", low=0),
@@ -317,8 +357,11 @@ def validate(cfg: Dict[str, Any]) -> None:
         check = SCHEMA.get(key)
         if check is None:
             continue  # data.synthetic.* are the generator's own arguments
-        section, name = key.split(".", 1)
-        cfg[section][name] = check(key, value)
+        if "." in key:
+            section, name = key.split(".", 1)
+            cfg[section][name] = check(key, value)
+        else:
+            cfg[key] = check(key, value)
     m, d, t, o = cfg["model"], cfg["data"], cfg["train"], cfg["output"]
     models = _known_models()
     if m["name"] not in models:
@@ -335,6 +378,9 @@ def validate(cfg: Dict[str, Any]) -> None:
     if name is not None and (Path(name).name != name or name in (".", "..")):
         raise UserError(f"output.name must be a plain folder name inside output.dir, not {name!r} "
                         "(use output.dir or --run-dir for another place)")
+    if cfg["task"] == "binary" and (m["name"].startswith("emcad") or m["num_classes"] > 1):
+        raise UserError(f"task binary needs a one-class PraNet model; {m['name']} with num_classes "
+                        f"{m['num_classes']} is trained with task: multiclass")
 
 
 def save_config(cfg: Dict[str, Any], path: Path) -> None:

@@ -51,9 +51,9 @@ def run(args) -> int:
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, not {args.workers}")
     loaded, spec, size = open_checkpoint(args)
-    if spec.num_classes > 1:
-        raise UserError(f"test evaluates binary polyp segmentation; this checkpoint has {spec.num_classes} classes "
-                        "(use `predict` for its label maps)")
+    if spec.num_classes > 1:  # organs / cardiac structures: per-volume, per-class scores
+
+        return _test_volumes(args, loaded, spec, size)
     out = Path(args.out) if args.out else Path("results") / _checkpoint_stem(args.checkpoint)
     check_output_folder(out, "--out")
     with RemovedIfLeftEmpty(out):
@@ -78,3 +78,35 @@ def _test(args, loaded, spec, size, out: Path) -> int:
     write_or_fail("metrics", f"{out}/metrics.{{json,csv}}", lambda: atomic_write_many(tables))
     write_or_fail("curves to", out / "curves", lambda: report.write_curves(out / "curves"))
     return 0
+
+
+def _test_volumes(args, loaded, spec, size: int) -> int:
+    """``test --checkpoint X --data ROOT --out DIR`` for a multi-class checkpoint."""
+    from ..engine.inference import prepare_output_folder
+    from ..engine.multiclass import evaluate_checkpoint, print_volume_table, test_data
+    from .common import setup_device
+
+    meta_cfg = loaded.meta.get("config") if isinstance(loaded.meta, dict) else None
+    data = test_data(args.data, meta_cfg)
+    if spec.num_classes != data.num_classes:
+        raise UserError(f"{args.checkpoint}: the model has {spec.num_classes} classes, {args.data} has "
+                        f"{data.num_classes} (background + {', '.join(data.class_names)})")
+    if not data.test_volumes:
+        raise UserError(f"{args.data}: no test volumes found ({data.summary()})")
+    if args.size is None and spec.test_size is None:  # no recorded training size (an official .pth)
+        from ..models import EMCAD_FACTS
+
+        size = EMCAD_FACTS.get(spec.name, {}).get("default_size", 224)  # the official multi-class size
+        _info(f"input size {size} (the official multi-class training size; --size to change)")
+    out = Path(args.out) if args.out else Path("results") / Path(args.checkpoint).name.split(".")[0]
+    prepare_output_folder(out)
+    setup_device(args.device)
+    result, spec, size = evaluate_checkpoint(args.checkpoint, data, out, size=size, batch_size=args.batch_size,
+                                             progress=not args.no_progress)
+    print_volume_table(result, f"{spec.describe()} at {size}x{size} on {len(data.test_volumes)} test volumes of {args.data}:")
+    _info(f"wrote {out}/per_class.md, per_class.csv, metrics.json, overlays/")
+    return 0
+
+
+def _info(line: str) -> None:
+    print(line, file=sys.stderr)

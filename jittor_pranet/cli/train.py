@@ -12,7 +12,9 @@ def register(sub) -> None:
         "train", help="train a model from a YAML config (key=value overrides)",
         description="Train PraNet-V1/V2 with the official recipe (Adam 1e-4, multi-scale 0.75/1/1.25, "
                     "gradient clamp 0.5, structure loss). Outputs go to one run folder: the resolved config, "
-                    "last.pkl (resumable), best.pkl (best validation mDice), metrics.csv/json, curves.png.",
+                    "last.pkl (resumable), best.pkl (best validation mDice), metrics.csv/json, curves.png. "
+                    "Multi-class configs (task: multiclass; EMCAD models) train on slices with AdamW and pick "
+                    "best.pkl by the validation volumes' mean Dice, e.g. configs/emcad_b2_dsra_synapse.yaml.",
         epilog="example: jittor-pranet train --config configs/pranet_v2_res2net.yaml train.epochs=5 "
                "data.train=data/TrainDataset model.backbone_weights=weights/res2net50_v1b_26w_4s-3cf99910.pth")
     p.add_argument("--config", help="YAML config (defaults: the official recipe for pranet_v2_res2net)")
@@ -44,8 +46,12 @@ def run(args) -> int:
     else:
         cfg = load_config(args.config, args.overrides)
         run_dir = plan_run_dir(cfg, args.run_dir, overwrite=args.overwrite)
+    from ..config import resolved_task
     from ..engine.trainer import Trainer, is_main_process
 
+    multiclass = resolved_task(cfg) == "multiclass"
+    if multiclass:
+        from ..engine.multiclass import MultiClassTrainer as Trainer  # noqa: F811
     created = not run_dir.exists()
     try:
         trainer = Trainer(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress,
@@ -63,6 +69,10 @@ def run(args) -> int:
         selected = (f"best validation mDice {best:.4f}" if best is not None else
                     "no validation images (data.val_fraction leaves none): best.pkl not written, use last.pkl")
         print(f"done: {result['epochs']} epochs, {result['steps']} steps, {selected}; checkpoints in {run_dir}")
-        if cfg["output"]["predict_test"] and cfg["data"].get("test"):
+        if multiclass and cfg["output"]["predict_test"]:
+            from ..engine.multiclass import test_after_training
+
+            test_after_training(run_dir, cfg, progress=not args.no_progress)
+        elif cfg["output"]["predict_test"] and cfg["data"].get("test"):
             predict_and_evaluate(run_dir, cfg)
     return 0

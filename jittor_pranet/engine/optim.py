@@ -93,3 +93,23 @@ class TorchAdam:
         for buf, arr in zip(self.exp_avg + self.exp_avg_sq, list(state["exp_avg"]) + list(state["exp_avg_sq"])):
             buf.assign(jt.array(np.asarray(arr, str(buf.dtype))))
         jt.sync(self.exp_avg + self.exp_avg_sq)
+
+
+class TorchAdamW(TorchAdam):
+    """``torch.optim.AdamW`` (no amsgrad): weight decay shrinks the parameter itself,
+    ``p *= 1 - lr * weight_decay``, before the Adam update, instead of entering the gradient."""
+
+    def apply(self, grads: Sequence["jt.Var"]) -> None:
+        decay = self.weight_decay
+        if decay:
+            factor = 1.0 - self.lr * decay
+            for p in self.params:
+                p.update(p * factor)
+        self.weight_decay = 0.0  # the Adam part must not add it to the gradient again
+        try:
+            super().apply(grads)
+        finally:
+            self.weight_decay = decay
+
+
+OPTIMIZERS = {"adam": TorchAdam, "adamw": TorchAdamW}

@@ -26,7 +26,7 @@ from .. import checkpoint as ck
 from ..config import scale_sizes
 from ..errors import UserError
 from ..ops import jt, resize_bilinear
-from .optim import TorchAdam, trainable_parameters
+from .optim import OPTIMIZERS, trainable_parameters
 
 LAST, BEST = "last.pkl", "best.pkl"
 
@@ -64,15 +64,20 @@ class Trainer:
         self._setup_model()
         # BatchNorm running statistics: materialised after every update (see train_batch)
         self.buffers = [v for n, v in self.model.named_parameters() if n.endswith(("running_mean", "running_var"))]
-        self.optimizer = TorchAdam(trainable_parameters(self.model), lr=float(cfg["train"]["lr"]),
-                                   betas=tuple(cfg["train"]["betas"]), weight_decay=float(cfg["train"]["weight_decay"]),
-                                   clip_value=cfg["train"]["clip"])
+        self.optimizer = self._build_optimizer()
         if prepare_run_dir is not None:  # created only once data and model are known to be good
             prepare_run_dir()
         if resume:
             self._resume()
 
     # ------------------------------------------------------------------ setup
+    def _build_optimizer(self):
+        """``train.optimizer``: PyTorch-exact Adam (the official PraNet recipe) or AdamW."""
+        t = self.cfg["train"]
+        cls = OPTIMIZERS[t.get("optimizer") or "adam"]
+        return cls(trainable_parameters(self.model), lr=float(t["lr"]), betas=tuple(t["betas"]),
+                   weight_decay=float(t["weight_decay"]), clip_value=t["clip"])
+
     def _setup_data(self) -> None:
         from ..data import BatchLoader, SegmentationDataset, discover_pairs, make_synthetic_polyps, split_train_val
 

@@ -1,0 +1,274 @@
+"""Multi-class training and volume testing (Synapse, ACDC, custom label maps) on the binary trainer.
+
+:class:`MultiClassTrainer` keeps everything :class:`~jittor_pranet.engine.trainer.Trainer` gives a
+run (run folder, ``last.pkl``/``best.pkl``, crash-safe resume, NaN guard, ``steps.csv``, curves,
+MPI) and changes what differs in the official EMCAD/MIST recipe:
+
+* data: slices of a multi-class dataset (:func:`~jittor_pranet.data.load_multiclass_data`), the
+  official augmentation (rot90 + flip or a small rotation), one scale;
+* step: one update per batch with the multi-class loss (DSRA fg/bg or CE + Dice, summed over the
+  supervised output subsets), no gradient clamp, AdamW in the recipes;
+* validation: whole validation *volumes* (cases held out from training) scored per class, the
+  best checkpoint is the best validation mean Dice: the test volumes are never looked at.
+
+Grayscale slices go to EMCAD as one channel (its 1 -> 3 stem); PraNet-V2 models take the channel
+repeated three times.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+from ..errors import UserError
+from ..ops import jt
+from .trainer import LAST, Trainer, TrainingDiverged
+
+TASK = "multiclass"
+
+
+def is_emcad(model_name: str) -> bool:
+    return model_name.startswith("emcad")
+
+
+def as_model_input(images: np.ndarray, model_name: str) -> np.ndarray:
+    """N x C x S x S slices as the model takes them: EMCAD accepts 1 channel, PraNet needs 3."""
+    if images.shape[1] == 1 and not is_emcad(model_name):
+        return np.repeat(images, 3, axis=1)
+    return images
+
+
+def load_data(cfg: Dict[str, Any], log: Callable[[str], None] = print):
+    """The multi-class dataset a config names (``data.synthetic`` generates the embedded one)."""
+    from ..data.multiclass_layouts import load_multiclass_data
+
+    d, t = cfg["data"], cfg["train"]
+    root = d["train"]
+    if d.get("synthetic"):
+        from ..data.synthetic_organs import make_synthetic_organs
+
+        syn = dict(d["synthetic"])
+        root = syn.pop("root", "data/synthetic_organs")
+        try:
+            make_synthetic_organs(root, **syn)
+        except TypeError as exc:
+            raise UserError(f"data.synthetic: {exc}") from None
+        d["train"] = root
+    data = load_multiclass_data(root, class_names=d.get("class_names"), label_remap=d.get("label_remap", "auto"),
+                                val_fraction=float(d["val_fraction"]), seed=int(t["seed"]),
+                                palette=d.get("palette"), channels=int(d.get("channels") or 1))
+    fmt = d.get("format", "auto")
+    if fmt != "auto" and fmt != data.kind:
+        raise UserError(f"data.format is {fmt}, but {root} holds the {data.kind} layout")
+    log(f"data: {data.summary()}")
+    return data
+
+
+def resolve_loss(cfg: Dict[str, Any], n_outputs: int) -> Callable:
+    """``train.loss`` as a function of (outputs, labels): dsra needs the 8 fg/bg outputs."""
+    from ..losses_multiclass import multiclass_dsra_loss, multiclass_loss
+
+    kind, supervision = cfg["train"]["loss"], cfg["train"]["supervision"]
+    if kind == "auto":
+        kind = "dsra" if n_outputs == 8 else "baseline"
+    if kind == "dsra":
+        if n_outputs != 8:
+            raise UserError(f"train.loss=dsra needs a model with fg/bg outputs (emcad_b2_dsra, pranet_v2_*); "
+                            f"{cfg['model']['name']} has {n_outputs} outputs")
+        return lambda outs, labels: multiclass_dsra_loss(outs, labels, supervision=supervision)
+    if n_outputs == 8:  # a dual model trained without DSRA supervision: its four fg outputs only
+        return lambda outs, labels: multiclass_loss(list(outs)[:4], labels, supervision=supervision)
+    return lambda outs, labels: multiclass_loss(outs, labels, supervision=supervision)
+
+
+def output_count(model) -> int:
+    """8 for models with fg/bg outputs (EMCAD+DSRA, PraNet-V2), else 4."""
+    from ..models import PraNetV2
+
+    names = getattr(model, "output_names", None)
+    if names:
+        return len(names)
+    return 8 if isinstance(model, PraNetV2) else 4
+
+
+def logits_function(model, model_name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy N x C x S x S -> numpy logits N x K x S x S, the map the official test scripts arg-max."""
+    from ..models import prediction_logits
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        with jt.no_grad():
+            x = jt.array(np.ascontiguousarray(as_model_input(batch, model_name), dtype=np.float32))
+            return prediction_logits(model, model(x)).numpy()
+
+    return predict
+
+
+class _LabelAsMask:
+    """The slice dataset with ``label`` also under ``mask``, the key the trainer's loop reads."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+        self.augment = dataset.augment
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        return self.get(index)
+
+    def get(self, index: int, rng: Optional[np.random.Generator] = None) -> Dict[str, Any]:
+        sample = self.dataset.get(index, rng)
+        sample["mask"] = sample.pop("label")
+        return sample
+
+
+def _slice_augment(flag):
+    from ..data.multiclass import SliceAugment
+
+    if not flag:
+        return None
+    return SliceAugment(**flag) if isinstance(flag, dict) else SliceAugment()
+
+
+class MultiClassTrainer(Trainer):
+    """The multi-class recipe on the binary trainer's machinery (module docstring)."""
+
+    def _setup_data(self) -> None:
+        from ..data import BatchLoader
+        from ..data.multiclass import MultiClassSliceDataset
+
+        d, t, m = self.cfg["data"], self.cfg["train"], self.cfg["model"]
+        self.data = load_data(self.cfg, self.log)
+        if not self.data.train_slices:
+            raise UserError(f"{self.data.root}: no training slices left after the validation split")
+        if int(m["num_classes"]) == 1:
+            m["num_classes"] = self.data.num_classes
+        elif int(m["num_classes"]) != self.data.num_classes:
+            raise UserError(f"model.num_classes is {m['num_classes']} but the data has {self.data.num_classes} "
+                            f"classes (background + {', '.join(self.data.class_names)})")
+        if [float(r) for r in t["multi_scale"]] != [1.0]:
+            self.log(f"note: train.multi_scale {t['multi_scale']} is not used: multi-class training runs at "
+                     "data.train_size only, as the official recipe")
+        self.train_size = int(d["train_size"])
+        self.val_size = int(t["val_size"] or self.train_size)
+        self.val_pairs = self.data.val_volumes  # what the base loop checks before validating
+        self.train_set = MultiClassSliceDataset(
+            self.data.train_slices, self.data.num_classes, self.train_size, augment=_slice_augment(d["augment"]),
+            label_table=self.data.label_table, palette=self.data.palette, channels=self.data.channels)
+        rank, world = (jt.rank, jt.world_size) if jt.in_mpi else (0, 1)
+        self.loader = BatchLoader(_LabelAsMask(self.train_set), int(t["batch_size"]), shuffle=True,
+                                  seed=int(t["seed"]), num_workers=int(d["num_workers"]), rank=rank, world_size=world)
+        self.log(f"split: {len(self.data.train_slices)} training slices / {len(self.data.val_volumes)} validation "
+                 f"volumes (by case, seed {t['seed']}); {len(self.loader)} batches per epoch")
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.loss_fn = resolve_loss(self.cfg, output_count(self.model))
+
+    def _meta(self) -> Dict[str, Any]:
+        meta = super()._meta()
+        meta.update(task=TASK, class_names=list(self.data.class_names))
+        return meta
+
+    def train_batch(self, images: np.ndarray, labels: np.ndarray) -> Dict[int, float]:
+        """One update on the batch at the training size; returns {size: loss}."""
+        x = jt.array(as_model_input(images, self.cfg["model"]["name"]))
+        y = jt.array(labels)
+        loss = self.loss_fn(self.model(x), y)
+        self.optimizer.step(loss)
+        jt.sync(self.buffers + [loss])  # materialise BatchNorm statistics (see Trainer.train_batch)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise TrainingDiverged(f"loss became {value} at epoch {self.epoch + 1}, step {self.step + 1}; "
+                                   f"stopped, last good checkpoint kept: {self.run_dir / LAST}")
+        return {self.train_size: value}
+
+    def validate(self) -> Dict[str, float]:
+        """Mean Dice / IoU over classes of the validation volumes (no HD95: selection needs Dice only)."""
+        from .volume_eval import evaluate_volumes
+
+        self.model.eval()
+        try:
+            result = evaluate_volumes(self.data.iter_volumes("val"), logits_function(self.model, self.cfg["model"]["name"]),
+                                      self.data.class_names, self.val_size, batch_size=8, progress=False,
+                                      total=len(self.data.val_volumes), compute_hd95=False)
+        finally:
+            self.model.train()
+        means = result.means()
+        return {"val_mDice": means["mDice"], "val_mIoU": means["mIoU"]}
+
+
+def checkpoint_path(run_dir: Path) -> Path:
+    """best.pkl (chosen on validation volumes) when there is one, else last.pkl."""
+    run_dir = Path(run_dir)
+    return run_dir / "best.pkl" if (run_dir / "best.pkl").is_file() else run_dir / LAST
+
+
+def evaluate_checkpoint(checkpoint, data, out_dir: Optional[Path], size: Optional[int] = None,
+                        batch_size: int = 8, progress: bool = True, compute_hd95: bool = True,
+                        overlays_per_volume: int = 3):
+    """Test volumes of ``data`` (a :class:`MultiClassData`) through a multi-class checkpoint.
+
+    Returns ``(VolumeEvalResult, ModelSpec, size)``; with ``out_dir`` the per-class tables and
+    overlays are written there."""
+    from .inference import load_model
+    from .volume_eval import evaluate_volumes
+
+    model, spec = load_model(checkpoint)
+    size = int(size or spec.test_size or 224)
+    if spec.num_classes != data.num_classes:
+        raise UserError(f"{checkpoint}: the model has {spec.num_classes} classes, the data {data.num_classes} "
+                        f"(background + {', '.join(data.class_names)})")
+    if not data.test_volumes:
+        raise UserError(f"{data.root}: no test volumes")
+    result = evaluate_volumes(data.iter_volumes("test"), logits_function(model, spec.name), data.class_names, size,
+                              batch_size=batch_size, out_dir=out_dir, overlays_per_volume=overlays_per_volume,
+                              progress=progress, total=len(data.test_volumes), compute_hd95=compute_hd95)
+    return result, spec, size
+
+
+__all__ = ["MultiClassTrainer", "as_model_input", "checkpoint_path", "evaluate_checkpoint", "is_emcad", "load_data",
+           "logits_function", "resolve_loss"]
+
+
+# ------------------------------------------------------------------ test volumes (train, test, quickstart)
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def test_data(root, cfg: Optional[Dict[str, Any]], log=_log):
+    """The dataset under ``root`` read with the class names / label remap a run was trained with."""
+    from ..data.multiclass_layouts import load_multiclass_data
+
+    d = (cfg or {}).get("data") or {}
+    data = load_multiclass_data(root, class_names=d.get("class_names"), label_remap=d.get("label_remap") or "auto",
+                                val_fraction=0.0, palette=d.get("palette"), channels=int(d.get("channels") or 1))
+    log(f"data: {data.summary()}")
+    return data
+
+
+def print_volume_table(result, title: str) -> None:
+    print(f"\n{title}\n{result.markdown_table()}")
+    print("HD95 (voxels): no voxel spacing, as the official tables; HD95 (mm): with each volume's spacing "
+          "(n/a when a volume has none)")
+    sys.stdout.flush()
+
+
+def test_after_training(run_dir: Path, cfg: Dict[str, Any], progress: bool = True):
+    """Score the test volumes (``data.test``, else the training root's test split) with best.pkl."""
+    root = cfg["data"].get("test") or cfg["data"]["train"]
+    data = test_data(root, cfg)
+    if not data.test_volumes:
+        _log(f"no test volumes in {root}: nothing to evaluate")
+        return None
+    ckpt = checkpoint_path(run_dir)
+    result, _, _ = evaluate_checkpoint(ckpt, data, run_dir / "test", size=int(cfg["data"]["test_size"]
+                                                                              or cfg["data"]["train_size"]),
+                                       progress=progress)
+    print_volume_table(result, f"test volumes ({ckpt.name}, {len(data.test_volumes)} volumes from {root}):")
+    _log(f"wrote {run_dir / 'test'}/per_class.md, per_class.csv, metrics.json, overlays/")
+    return result
