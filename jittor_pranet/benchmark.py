@@ -41,7 +41,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-ALL_MODELS = ("pranet_v1_res2net", "pranet_v1_pvt", "pranet_v2_res2net", "pranet_v2_pvt")
+from .models.registry import list_models, model_info
+
+ALL_MODELS = tuple(list_models("binary"))
 INFER_VARIANTS = ("torch", "jittor_plain", "jittor", "jittor_fused")
 TRAIN_VARIANTS = ("torch", "jittor_plain", "jittor")
 SCHEMA = 1
@@ -352,7 +354,7 @@ class _ModelSet:
 
         self.env, self.name = env, name
         self.tm = None
-        kw = {"drop_path_rate": 0.0} if name.endswith("pvt") else {}  # deterministic steps in both
+        kw = {"drop_path_rate": 0.0} if model_info(name).encoder_family == "pvt" else {}  # deterministic steps
         self.kw = kw
         if env.torch is not None:
             from .reference import torch_models as tmods

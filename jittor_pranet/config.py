@@ -261,8 +261,10 @@ def resolved_task(cfg: Dict[str, Any]) -> str:
     """``task`` with ``auto`` decided: multiclass for EMCAD models and for num_classes > 1."""
     if cfg.get("task", "auto") != "auto":
         return cfg["task"]
+    from .models.registry import model_info
+
     m = cfg["model"]
-    return "multiclass" if m["name"].startswith("emcad") or int(m["num_classes"]) > 1 else "binary"
+    return "multiclass" if model_info(m["name"]).task == "multiclass" or int(m["num_classes"]) > 1 else "binary"
 
 
 # Every key's declared type and range, checked before anything is created (a test keeps this table and
@@ -317,9 +319,15 @@ SCHEMA: Dict[str, Check] = {
 
 
 def _known_models() -> List[str]:
-    from .models import list_models
+    from .models.registry import list_models  # no Jittor: validating a config stays cheap
 
     return list_models()
+
+
+def _model_task(name: str) -> str:
+    from .models.registry import model_info
+
+    return model_info(name).task
 
 
 def _augment_options() -> Dict[str, str]:
@@ -378,7 +386,7 @@ def validate(cfg: Dict[str, Any]) -> None:
     if name is not None and (Path(name).name != name or name in (".", "..")):
         raise UserError(f"output.name must be a plain folder name inside output.dir, not {name!r} "
                         "(use output.dir or --run-dir for another place)")
-    if cfg["task"] == "binary" and (m["name"].startswith("emcad") or m["num_classes"] > 1):
+    if cfg["task"] == "binary" and (_model_task(m["name"]) == "multiclass" or m["num_classes"] > 1):
         raise UserError(f"task binary needs a one-class PraNet model; {m['name']} with num_classes "
                         f"{m['num_classes']} is trained with task: multiclass")
 

@@ -25,12 +25,11 @@ import numpy as np
 
 from .engine.inference import ModelSpec
 from .errors import UserError
+from .models.registry import EMCAD_DUAL_OUTPUTS, EMCAD_OUTPUTS, V1_OUTPUTS, V2_OUTPUTS
 
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_OPSET = 17
 INPUT_NAME = "image"
-V1_OUTPUTS = ("lateral_map_5", "lateral_map_4", "lateral_map_3", "lateral_map_2")
-V2_OUTPUTS = ("fg2", "fg3", "fg4", "fg5", "bg2", "bg3", "bg4", "bg5")
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,7 @@ class ReferenceModel:
     outputs: Tuple[str, ...]
     dynamic_spatial: bool = True
     multiple: int = 32
+    in_channels: int = 3  # EMCAD: 1 (grayscale CT/MRI slices through the official 1 -> 3 stem)
 
 
 def _res2net_depth(spec: ModelSpec) -> int:
@@ -95,13 +95,27 @@ def _v2_pvt(spec: ModelSpec) -> Dict[str, Any]:
     return {**_v2_gain(spec), "pvt_variant": _pvt_variant(spec), "drop_path_rate": 0.0}
 
 
+def _emcad(dual: bool):
+    def kwargs(spec: ModelSpec) -> Dict[str, Any]:
+        gain = spec.gain or "softmax"
+        if gain != "softmax":
+            raise UserError(f"the PyTorch reference (the official class) has no DSRA gain {gain!r}, only softmax")
+        return {"num_classes": spec.num_classes, "encoder": spec.encoder or "pvt_v2_b2", "dual": dual,
+                "drop_path_rate": 0.0}
+
+    return kwargs
+
+
 _TORCH_MODELS = "jittor_pranet.reference.torch_models"
+_TORCH_EMCAD = "jittor_pranet.reference.torch_emcad"
 #: registered model name -> its PyTorch twin (extend this table for new models)
 REFERENCE_MODELS: Dict[str, ReferenceModel] = {
     "pranet_v1_res2net": ReferenceModel(f"{_TORCH_MODELS}:PraNetV1Res2Net", _v1_res2net, V1_OUTPUTS),
     "pranet_v1_pvt": ReferenceModel(f"{_TORCH_MODELS}:PraNetV1PVT", _v1_pvt, V1_OUTPUTS),
     "pranet_v2_res2net": ReferenceModel(f"{_TORCH_MODELS}:PraNetV2Res2Net", _v2_res2net, V2_OUTPUTS),
     "pranet_v2_pvt": ReferenceModel(f"{_TORCH_MODELS}:PraNetV2PVT", _v2_pvt, V2_OUTPUTS),
+    "emcad_b2": ReferenceModel(f"{_TORCH_EMCAD}:EMCADNet", _emcad(False), EMCAD_OUTPUTS, in_channels=1),
+    "emcad_b2_dsra": ReferenceModel(f"{_TORCH_EMCAD}:EMCADNet", _emcad(True), EMCAD_DUAL_OUTPUTS, in_channels=1),
 }
 
 
@@ -194,11 +208,12 @@ def _relative(ours: np.ndarray, ref: np.ndarray) -> Tuple[float, float, float]:
 
 def check_shapes(size: int, batch: int, entry: ReferenceModel) -> List[Tuple[int, int, int, int]]:
     """Inputs of the check: ``batch`` x size x size, and (dynamic models) one image of another shape."""
-    shapes = [(batch, 3, size, size)]
+    c = entry.in_channels
+    shapes = [(batch, c, size, size)]
     if entry.dynamic_spatial:
-        shapes.append((1, 3, size + entry.multiple, max(entry.multiple, size - entry.multiple)))
+        shapes.append((1, c, size + entry.multiple, max(entry.multiple, size - entry.multiple)))
     elif batch != 1:
-        shapes.append((1, 3, size, size))
+        shapes.append((1, c, size, size))
     return shapes
 
 
@@ -272,7 +287,7 @@ def export_onnx(checkpoint: Union[str, os.PathLike], out: Union[str, os.PathLike
     os.close(fd)
     report = ExportReport(out, spec, axes, tolerance=tolerance)
     try:
-        example = torch.zeros(batch, 3, side, side)
+        example = torch.zeros(batch, entry.in_channels, side, side)
         with torch.no_grad(), warnings.catch_warnings():
             # the tracer warns about Python-side shape tests (constant for a given model) and that it is
             # the TorchScript exporter (chosen: it needs no onnxscript and exports these models exactly)

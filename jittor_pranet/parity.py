@@ -16,10 +16,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import UserError
+from .models.registry import V1_OUTPUTS, V2_OUTPUTS, model_info  # noqa: F401  (output names re-exported)
 
 DEFAULT_TOLERANCE = 5e-5
-V1_OUTPUTS = ("lateral_map_5", "lateral_map_4", "lateral_map_3", "lateral_map_2")
-V2_OUTPUTS = ("fg2", "fg3", "fg4", "fg5", "bg2", "bg3", "bg4", "bg5")
 
 
 @dataclass
@@ -106,7 +105,7 @@ def run_parity(name: str, num_classes: int = 1, sizes: Sequence[Tuple[int, int]]
                seed: int = 0, checkpoint: Optional[str] = None, in_channels: int = 3) -> Dict[str, List[ParityRow]]:
     """Parity rows per input size, e.g. ``{"2x3x352x352": [...]}``."""
     jt_model, torch_model = make_pair(name, num_classes, seed, checkpoint)
-    names = V2_OUTPUTS if name.startswith("pranet_v2") else V1_OUTPUTS
+    names = model_info(name).outputs
     rng = np.random.default_rng(seed + 1)
     results = {}
     for h, w in sizes:

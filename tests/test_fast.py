@@ -360,7 +360,7 @@ def test_fused_inference_parity_with_torch(name):
     assert {"FastBottle2neck", "FastRes2NetV1b", "_FoldedBatchNorm"} <= kinds
     assert all(m._folded_block is not None for m in jm.modules() if type(m).__name__ == "FastBottle2neck")
     x = np.random.default_rng(5).standard_normal((2, 3, 96, 160)).astype(np.float32)
-    outputs = parity.V2_OUTPUTS if name.startswith("pranet_v2") else parity.V1_OUTPUTS
+    outputs = parity.model_info(name).outputs
     rows = parity.compare_forward(jm, tm, x, outputs)
     bad = [(r.tensor, r.rel) for r in rows if not r.passed(parity.DEFAULT_TOLERANCE)]
     assert not bad

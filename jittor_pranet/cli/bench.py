@@ -38,7 +38,7 @@ def register(sub) -> None:
                     "Variants: torch, jittor_plain (Jittor's own convolutions), jittor (default fast path), "
                     "jittor_fused (inference with BatchNorm folded).")
     p.add_argument("--models", type=lambda s: tuple(m for m in s.replace(",", " ").split()),
-                   help=f"comma-separated models (default all: {','.join(model_choices())}; --quick: pranet_v2_res2net)")
+                   help=f"comma-separated models (default all: {','.join(model_choices("binary"))}; --quick: pranet_v2_res2net)")
     p.add_argument("--batches", type=_ints, help="inference batch sizes (default 1,8,16; --quick: 1)")
     p.add_argument("--size", type=int, default=352, help="inference and single-scale training size (default 352)")
     p.add_argument("--train-batch", type=int, help="training batch (default 8; --quick: 2)")
@@ -94,9 +94,9 @@ def run(args) -> int:
         except ValueError as exc:
             raise UserError(str(exc)) from None
     if args.models:
-        unknown = [m for m in args.models if m not in model_choices()]
+        unknown = [m for m in args.models if m not in model_choices("binary")]
         if unknown:
-            raise UserError(f"unknown model(s) {unknown}; choose from {', '.join(model_choices())}")
+            raise UserError(f"unknown model(s) {unknown}; choose from {', '.join(model_choices("binary"))}")
     try:
         w, h = (int(v) for v in args.eval_size.lower().split("x"))
     except ValueError:

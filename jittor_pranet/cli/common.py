@@ -29,8 +29,11 @@ def setup_device(device: str = "auto"):
     return jt
 
 
-def model_choices():
-    return ["pranet_v1_res2net", "pranet_v1_pvt", "pranet_v2_res2net", "pranet_v2_pvt"]
+def model_choices(task=None):
+    """The registered model names (from the registry, without importing Jittor)."""
+    from ..models.registry import list_models
+
+    return list_models(task)
 
 
 def check_output_file(path, option: str) -> None:

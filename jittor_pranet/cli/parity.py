@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..models.registry import model_info
 from .common import model_choices
 
 
@@ -20,7 +21,7 @@ def register(sub) -> None:
         description="Load the same weights (your PyTorch checkpoint, or random weights with randomised "
                     "BatchNorm statistics) into the Jittor model and our PyTorch reference, run both in "
                     "eval mode, and print max|jittor - torch| / max|torch| per tensor. Needs torch.")
-    p.add_argument("--model", action="append", choices=model_choices() + ["all"],
+    p.add_argument("--model", action="append", choices=model_choices("binary") + ["all"],
                    help="model to check (repeatable; 'all' = the four models; default all)")
     p.add_argument("--checkpoint", help="PyTorch checkpoint with official key names (default: random weights)")
     p.add_argument("--num-classes", type=int, default=1)
@@ -43,13 +44,13 @@ def run(args) -> int:
     tol = args.tol if args.tol is not None else DEFAULT_TOLERANCE
     models = args.model or ["all"]
     if "all" in models:
-        models = model_choices()
+        models = model_choices("binary")
     if args.checkpoint and len(models) != 1:
         raise UserError("--checkpoint needs exactly one --model")
     sizes = args.size or [(352, 352)]
     report, failed = {}, 0
     for name in models:
-        nc = args.num_classes if name.startswith("pranet_v2") else 1
+        nc = args.num_classes if model_info(name).dual else 1
         results = run_parity(name, nc, sizes, args.batch, args.seed, args.checkpoint)
         for key, rows in results.items():
             worst = max(rows, key=lambda r: r.rel)

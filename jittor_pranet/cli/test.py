@@ -94,9 +94,9 @@ def _test_volumes(args, loaded, spec, size: int) -> int:
     if not data.test_volumes:
         raise UserError(f"{args.data}: no test volumes found ({data.summary()})")
     if args.size is None and spec.test_size is None:  # no recorded training size (an official .pth)
-        from ..models import EMCAD_FACTS
+        from ..models.registry import model_info
 
-        size = EMCAD_FACTS.get(spec.name, {}).get("default_size", 224)  # the official multi-class size
+        size = model_info(spec.name).default_size  # the official multi-class size
         _info(f"input size {size} (the official multi-class training size; --size to change)")
     out = Path(args.out) if args.out else Path("results") / Path(args.checkpoint).name.split(".")[0]
     prepare_output_folder(out)

@@ -98,14 +98,15 @@ def resolve_model_spec(
 
     The test size is ``data.test_size`` or else ``data.train_size`` of a config: a model is tested at the
     size it was trained at (352 in the official recipe)."""
-    from ..models import list_models
+    from ..models.registry import head_classes, list_models, model_info, recognise_model
 
     meta = meta if isinstance(meta, Mapping) else {}
     meta_cfg = meta.get("config")
     candidates = {
         "name": [("--model", model), ("config", _get(config, "model.name")),
                  ("checkpoint", meta.get("model") if isinstance(meta.get("model"), str) else None),
-                 ("checkpoint config", _get(meta_cfg, "model.name"))],
+                 ("checkpoint config", _get(meta_cfg, "model.name")),
+                 ("weights", recognise_model(state_dict or {}))],
         "num_classes": [("--num-classes", num_classes), ("config", _get(config, "model.num_classes")),
                         ("checkpoint", meta.get("num_classes")),
                         ("checkpoint config", _get(meta_cfg, "model.num_classes")),
@@ -125,10 +126,16 @@ def resolve_model_spec(
                 break
     name = chosen.get("name")
     if not name:
-        raise UserError(f"{source}: it does not say which model it holds; pass --model "
+        raise UserError(f"{source}: neither its metadata nor its keys say which model it holds; pass --model "
                         f"({', '.join(list_models())})")
     if name not in list_models():
         raise UserError(f"unknown model {name!r} (from {sources['name']}); available: {', '.join(list_models())}")
+    if sources.get("num_classes") in (None, "weights"):  # the model's own head says it best
+        from_head = head_classes(name, state_dict or {})
+        if from_head is not None:
+            chosen["num_classes"], sources["num_classes"] = from_head, "weights"
+        elif "num_classes" not in chosen:
+            chosen["num_classes"], sources["num_classes"] = model_info(name).default_num_classes, "model default"
     # what the checkpoint records about *its* model does not apply when another model was asked for
     recorded = {"checkpoint": meta.get("model"), "checkpoint config": _get(meta_cfg, "model.name")}
     for key in ("encoder", "gain"):
@@ -142,7 +149,7 @@ def resolve_model_spec(
         raise UserError(f"{source}: num_classes / test size must be integers") from None
     if n_cls < 1:
         raise UserError(f"num_classes must be >= 1, not {n_cls} (from {sources.get('num_classes')})")
-    gain = chosen.get("gain") if name.startswith("pranet_v2") else None
+    gain = chosen.get("gain") if model_info(name).dual else None
     return ModelSpec(name, n_cls, chosen.get("encoder") or None, gain if gain != "softmax" else None, size, sources)
 
 

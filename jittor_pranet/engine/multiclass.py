@@ -30,13 +30,16 @@ from .trainer import LAST, Trainer, TrainingDiverged
 TASK = "multiclass"
 
 
-def is_emcad(model_name: str) -> bool:
-    return model_name.startswith("emcad")
+def takes_grayscale(model_name: str) -> bool:
+    """EMCAD has the official 1 -> 3 channel stem for grayscale slices; PraNet takes RGB."""
+    from ..models.registry import model_info
+
+    return model_info(model_name).family == "emcad"
 
 
 def as_model_input(images: np.ndarray, model_name: str) -> np.ndarray:
     """N x C x S x S slices as the model takes them: EMCAD accepts 1 channel, PraNet needs 3."""
-    if images.shape[1] == 1 and not is_emcad(model_name):
+    if images.shape[1] == 1 and not takes_grayscale(model_name):
         return np.repeat(images, 3, axis=1)
     return images
 
@@ -230,7 +233,7 @@ def evaluate_checkpoint(checkpoint, data, out_dir: Optional[Path], size: Optiona
     return result, spec, size
 
 
-__all__ = ["MultiClassTrainer", "as_model_input", "checkpoint_path", "evaluate_checkpoint", "is_emcad", "load_data",
+__all__ = ["MultiClassTrainer", "as_model_input", "checkpoint_path", "evaluate_checkpoint", "takes_grayscale", "load_data",
            "logits_function", "resolve_loss"]
 
 

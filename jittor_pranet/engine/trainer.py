@@ -25,6 +25,7 @@ import numpy as np
 from .. import checkpoint as ck
 from ..config import scale_sizes
 from ..errors import UserError
+from ..models.registry import model_info
 from ..ops import jt, resize_bilinear
 from .optim import OPTIMIZERS, trainable_parameters
 
@@ -114,10 +115,10 @@ class Trainer:
         kw: Dict[str, Any] = {}
         if m.get("encoder"):
             kw["encoder"] = m["encoder"]
-        if m["name"].startswith("pranet_v2"):
+        info = model_info(m["name"])
+        if info.dual:
             kw["gain"] = m["gain"]
-        enc = m.get("encoder") or ("pvt" if m["name"].endswith("pvt") else "res2net")
-        if "pvt" in enc:
+        if (m.get("encoder") or info.encoder).startswith("pvt"):
             kw["drop_path_rate"] = float(m["drop_path_rate"])
         try:
             self.model = build_model(m["name"], num_classes=int(m["num_classes"]), **kw)
