@@ -21,10 +21,7 @@ def build_model(name: str, num_classes: int = 1, **kwargs):
         from ..errors import UserError
 
         raise UserError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    model = _REGISTRY[name](num_classes=num_classes, **kwargs)
-    from ..fast import accelerate  # fast CPU convolutions/BatchNorm (issue #5); JITTOR_PRANET_FAST=0 disables
-
-    return accelerate(model)
+    return _REGISTRY[name](num_classes=num_classes, **kwargs)
 
 
 def model_family(name: str) -> str:
