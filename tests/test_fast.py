@@ -384,7 +384,6 @@ def test_fused_inference_parity_with_torch(name):
     """BatchNorm folding plus Res2Net's fused blocks (odd sizes: see the pool tests; the models need 32 | H, W)."""
     pytest.importorskip("torch")
     from jittor_pranet import parity
-
     from jittor_pranet.models.layers import BasicConv2d
     from jittor_pranet.models.res2net import Bottle2neck
 

@@ -40,9 +40,9 @@ def child(args) -> None:
 
     import jittor_pranet  # noqa: F401
     from jittor_pranet.engine.optim import TorchAdam, trainable_parameters
-    from jittor_pranet.losses import pranet_loss
     from jittor_pranet.fuse import fuse_for_inference
     from jittor_pranet.kernels import flags
+    from jittor_pranet.losses import pranet_loss
     from jittor_pranet.models import build_model
     from jittor_pranet.ops import jt
 
