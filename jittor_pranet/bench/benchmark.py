@@ -629,7 +629,7 @@ def _line(label: str, rec: Dict[str, object]) -> str:
 def _load_eval_baseline():
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "official_eval_baseline.py"
+    path = Path(__file__).resolve().parents[2] / "tools" / "official_eval_baseline.py"
     if not path.is_file():
         return None
     spec = importlib.util.spec_from_file_location("_pranet_official_eval_baseline", path)
