@@ -11,7 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.8",
     packages=find_packages(include=["jittor_pranet", "jittor_pranet.*"]),
-    package_data={"jittor_pranet": ["configs/*.yaml", "csrc/*.h", "csrc/*.cc"]},  # csrc: fast CPU ops (fast.py)
+    package_data={"jittor_pranet": ["configs/*.yaml", "kernels/csrc/*.h", "kernels/csrc/*.cc"]},  # C++ of the CPU kernels
     install_requires=[
         "jittor==1.3.11.0",
         "numpy",

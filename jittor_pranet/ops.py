@@ -8,6 +8,11 @@
   ``count_include_pad=False`` and windows larger than the input behave as in PyTorch.
 * BatchNorm and LayerNorm compute variance in two passes (Jittor's own use E[x^2]-E[x]^2) and
   BatchNorm updates ``running_var`` with the *unbiased* batch variance as PyTorch does.
+
+The layers with weights (:class:`Conv2d`, :class:`Linear`, :class:`BatchNorm2d`, :class:`LayerNorm`,
+and :class:`GELU`) have the parameters and state-dict names of Jittor's own and call the CPU
+kernels of :mod:`jittor_pranet.kernels` whenever :mod:`jittor_pranet.kernels.flags` says they are
+on, Jittor's own ops otherwise: the choice is made at every call, never by changing the module.
 """
 from __future__ import annotations
 
@@ -22,6 +27,12 @@ from .runtime import import_jittor
 jt = import_jittor()
 from jittor import init, nn  # noqa: E402
 
+from .kernels import batchnorm as _k_batchnorm  # noqa: E402
+from .kernels import conv as _k_conv  # noqa: E402
+from .kernels import gelu as _k_gelu  # noqa: E402
+from .kernels import layernorm as _k_layernorm  # noqa: E402
+from .kernels import linear as _k_linear  # noqa: E402
+
 __all__ = [
     "interp_matrix",
     "resize_bilinear",
@@ -29,7 +40,12 @@ __all__ = [
     "avg_pool3x3",
     "avg_pool_ceil",
     "BatchNorm2d",
+    "batch_norm_act",
     "LayerNorm",
+    "Conv2d",
+    "Linear",
+    "GELU",
+    "match_dtype",
 ]
 
 
@@ -149,6 +165,11 @@ class BatchNorm2d(nn.Module):
     sync_stats: bool = False
 
     def execute(self, x: "jt.Var") -> "jt.Var":
+        x = match_dtype(x, self.weight)
+        y = _batch_norm_kernel(self, x)
+        return y if y is not None else self._plain(x)
+
+    def _plain(self, x: "jt.Var") -> "jt.Var":
         c = self.num_features
         if self.is_training():
             sync = self.sync_stats and jt.in_mpi
@@ -166,12 +187,31 @@ class BatchNorm2d(nn.Module):
         shift = self.bias - self.running_mean * scale
         return x * scale.reshape(1, c, 1, 1) + shift.reshape(1, c, 1, 1)
 
-    def bn_act(self, x: "jt.Var", residual: Optional["jt.Var"] = None, relu: bool = False) -> "jt.Var":
-        """``relu(self(x) + residual)`` (either part optional): the BN-(add)-ReLU pattern of Res2Net,
-        one call so that a faster BatchNorm (``fast.FastBatchNorm2d``) can do all of it in one op."""
-        y = self(x)
-        y = y if residual is None else y + residual
-        return nn.relu(y) if relu else y
+
+def _batch_norm_kernel(bn: BatchNorm2d, x, residual=None, relu: bool = False):
+    """``relu(bn(x) + residual)`` by the training-mode BatchNorm kernel (statistics tracked), or
+    None when it does not apply (eval mode, SyncBN under MPI, kernel off)."""
+    if not bn.is_training() or (bn.sync_stats and jt.in_mpi):
+        return None
+    out = _k_batchnorm.batch_norm_train(x, bn.weight, bn.bias, bn.eps, residual, relu)
+    if out is None:
+        return None
+    y, mean, var = out
+    bn.track_batch_statistics(mean, var, x.numel() // bn.num_features)
+    return y
+
+
+def batch_norm_act(bn: BatchNorm2d, x: "jt.Var", residual: Optional["jt.Var"] = None,
+                   relu: bool = False) -> "jt.Var":
+    """``relu(bn(x) + residual)`` (either part optional), for the modules that own the residual and
+    the activation after a BatchNorm (Res2Net): one kernel each way in training when the
+    BatchNorm kernel is on (the add and the ReLU then cost no extra single-threaded passes)."""
+    y = _batch_norm_kernel(bn, match_dtype(x, bn.weight), residual, relu)
+    if y is not None:
+        return y
+    y = bn(x)
+    y = y if residual is None else y + residual
+    return nn.relu(y) if relu else y
 
 
 def set_sync_batchnorm(model: nn.Module, sync: bool) -> None:
@@ -190,7 +230,46 @@ class LayerNorm(nn.Module):
         self.bias = init.constant((dim,), "float32", 0.0)
 
     def execute(self, x: "jt.Var") -> "jt.Var":
+        x = match_dtype(x, self.weight)
+        y = _k_layernorm.layer_norm(x, self.weight, self.bias, self.eps)
+        if y is not None:
+            return y
         mean = x.mean(dim=-1, keepdims=True)
         centred = x - mean
         var = (centred * centred).mean(dim=-1, keepdims=True)
         return centred / jt.sqrt(var + self.eps) * self.weight + self.bias
+
+
+def match_dtype(x: "jt.Var", weight: "jt.Var") -> "jt.Var":
+    """``x`` in ``weight``'s floating-point type: a half-precision model (``engine.inference.cast_model``)
+    meets float32 activations where parameter-free ops (resize, softmax) promoted them; every layer
+    with weights then computes in its weights' type, as mixed precision does."""
+    return x if x.dtype == weight.dtype else x.cast(weight.dtype)
+
+
+class Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` (same parameters and state-dict names) through the convolution kernels when on."""
+
+    def execute(self, x: "jt.Var") -> "jt.Var":
+        x = match_dtype(x, self.weight)
+        if not _k_conv.usable(x, self.weight):
+            return nn.Conv2d.execute(self, x)
+        return _k_conv.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and state-dict names); the fused GEMM kernel for inference."""
+
+    def execute(self, x: "jt.Var") -> "jt.Var":
+        x = match_dtype(x, self.weight)
+        if not _k_linear.fused(x, self.weight, self.bias):
+            return nn.Linear.execute(self, x)
+        return _k_linear.linear(x, self.weight, self.bias)
+
+
+class GELU(nn.GELU):
+    """Exact (erf) GELU; the multi-threaded kernel when on."""
+
+    def execute(self, x: "jt.Var") -> "jt.Var":
+        y = _k_gelu.gelu(x)
+        return y if y is not None else nn.GELU.execute(self, x)

@@ -205,12 +205,13 @@ def test_batch_never_mixes_images(tmp_path, capsys, ckpts):
 
 
 def test_predictor_padding_and_batch_content_do_not_change_predictions(ckpts):
-    from jittor_pranet import fast
+    from jittor_pranet import kernels
     from jittor_pranet.engine.inference import Predictor, load_model
+    from jittor_pranet.fuse import folded_modules
 
     model, spec = load_model(ckpts["small"])
     # inference models come with BatchNorm folded (the fused ops keep images independent too)
-    assert any(getattr(m, "_fused", None) is not None for m in model.modules()) == fast.enabled()
+    assert bool(folded_modules(model)) == kernels.enabled()
     rng = np.random.default_rng(6)
     a, b = _textured(rng, 40, 50), _textured(rng, 70, 30)[::-1].copy()
     pred = Predictor(model, SIZE, batch_size=2, num_classes=spec.num_classes)

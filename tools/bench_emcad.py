@@ -37,10 +37,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from jittor_pranet.benchmark import _Env, _interleave
+    from jittor_pranet.bench.benchmark import _Env, _interleave
 
     env = _Env("cpu", args.threads)
-    jt, torch, fast = env.jt, env.torch, env.fast
+    jt, torch = env.jt, env.torch
+    from jittor_pranet.kernels import flags
+    from jittor_pranet.models.registry import model_info
     from jittor_pranet import checkpoint as ck
     from jittor_pranet.losses_multiclass import multiclass_seg_loss
     from jittor_pranet.models import build_model
@@ -51,20 +53,16 @@ def main(argv=None) -> int:
     nc, size = args.classes, args.size
     tmodel = tm.randomize_(te.build_torch_emcad(args.model, nc, drop_path_rate=0.0), 0)
     state = tm.state_dict_numpy(tmodel)
-    dual = args.model.endswith("dsra")
+    dual = model_info(args.model).dual
     t_loss_fn = te.multiclass_dsra_loss if dual else te.multiclass_loss
 
     def jittor_model(variant):
-        if variant == "jittor_plain":
-            with fast.disabled():
-                m = build_model(args.model, num_classes=nc, drop_path_rate=0.0)
-        else:
-            m = build_model(args.model, num_classes=nc, drop_path_rate=0.0)
+        m = build_model(args.model, num_classes=nc, drop_path_rate=0.0)  # layers read the kernel flags per call
         ck.load_state_dict(m, state)
         return m
 
     def scoped(variant):
-        return fast.disabled() if variant == "jittor_plain" else _Null()
+        return flags.disabled() if variant == "jittor_plain" else _Null()
 
     rng = np.random.default_rng(0)
     result = {"model": args.model, "threads": args.threads, "size": size, "classes": nc, "env": env.info()}

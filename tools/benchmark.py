@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Jittor vs PyTorch benchmark; the same code and options as ``jittor-pranet bench`` (issue #5).
+"""Jittor vs PyTorch benchmark; the same code and options as ``jittor-pranet bench``.
 
 Usage::
 

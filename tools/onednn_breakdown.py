@@ -39,15 +39,16 @@ def child(args) -> None:
     import numpy as np
 
     import jittor_pranet  # noqa: F401
-    from jittor_pranet import fast
     from jittor_pranet.engine.optim import TorchAdam, trainable_parameters
+    from jittor_pranet.fuse import fuse_for_inference
+    from jittor_pranet.kernels import flags
     from jittor_pranet.losses import pranet_loss
     from jittor_pranet.models import build_model
     from jittor_pranet.ops import jt
 
     m = build_model(args.model)
     if args.plain:
-        fast.accelerate(m, enable=False)
+        flags.set_enabled(False)
     rng = np.random.default_rng(0)
     x = jt.array(rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32))
     y = jt.array((rng.random((args.batch, 1, args.size, args.size)) > 0.5).astype(np.float32))
@@ -57,7 +58,7 @@ def child(args) -> None:
     else:
         m.eval()
         if not args.plain and not args.no_fuse:
-            fast.fuse_for_inference(m)  # what `bench` times
+            m = fuse_for_inference(m)  # what `bench` times
 
     def step(profile: bool = False):
         prof = {}
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=352)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--train", action="store_true", help="a training step (default: inference)")
-    ap.add_argument("--plain", action="store_true", help="Jittor's own kernels (no jittor_pranet.fast)")
+    ap.add_argument("--plain", action="store_true", help="Jittor's own kernels (jittor_pranet.kernels off)")
     ap.add_argument("--no-fuse", action="store_true", help="inference without BatchNorm folding")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -1,8 +1,6 @@
-"""``jittor-pranet bench``: Jittor vs PyTorch throughput, memory and FLOP/s on this machine (issue #5)."""
+"""``jittor-pranet bench``: Jittor vs PyTorch throughput, memory and FLOP/s on this machine (options here,
+the benchmark in :mod:`jittor_pranet.bench`)."""
 from __future__ import annotations
-
-import os
-import sys
 
 from .common import model_choices
 
@@ -38,7 +36,7 @@ def register(sub) -> None:
                     "Variants: torch, jittor_plain (Jittor's own convolutions), jittor (default fast path), "
                     "jittor_fused (inference with BatchNorm folded).")
     p.add_argument("--models", type=lambda s: tuple(m for m in s.replace(",", " ").split()),
-                   help=f"comma-separated models (default all: {','.join(model_choices("binary"))}; --quick: pranet_v2_res2net)")
+                   help=f"comma-separated models (default all: {','.join(model_choices())}; --quick: pranet_v2_res2net)")
     p.add_argument("--batches", type=_ints, help="inference batch sizes (default 1,8,16; --quick: 1)")
     p.add_argument("--size", type=int, default=352, help="inference and single-scale training size (default 352)")
     p.add_argument("--train-batch", type=int, help="training batch (default 8; --quick: 2)")
@@ -71,55 +69,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import UserError
-    from .. import benchmark as B
+    from ..bench.command import run_command
 
-    if args.from_json:
-        import json
-
-        try:
-            result = json.loads(open(args.from_json).read())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{args.from_json}: {exc}") from None
-        text = B.format_markdown(result)
-        print(text)
-        if args.markdown:
-            with open(args.markdown, "w") as f:
-                f.write(text)
-        return 0
-
-    for v in args.variants:
-        try:
-            B.parse_variant(v)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-    if args.models:
-        unknown = [m for m in args.models if m not in model_choices("binary")]
-        if unknown:
-            raise UserError(f"unknown model(s) {unknown}; choose from {', '.join(model_choices("binary"))}")
-    try:
-        w, h = (int(v) for v in args.eval_size.lower().split("x"))
-    except ValueError:
-        raise UserError("--eval-size must look like 1225x966") from None
-    over = dict(models=args.models, batches=args.batches, train_batch=args.train_batch, repeats=args.repeats,
-                eval_images=args.eval_images)
-    common = dict(size=args.size, train_size=args.train_size or args.size, multiscale=tuple(args.multiscale or ()), warmup=args.warmup, device=args.device,
-                  threads=args.threads, keep_freed_memory=not args.glibc_defaults, variants=args.variants, inference=not args.no_inference,
-                  training=not args.no_training, multiscale_training=bool(args.multiscale), eval_size=(w, h),
-                  command=" ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]))
-    if args.quick:
-        cfg = B.BenchConfig.quick_defaults(**over, **common)
-    else:
-        cfg = B.BenchConfig(**{k: v for k, v in over.items() if v is not None}, **common)
-    if cfg.repeats < 1:
-        raise UserError("--repeats must be >= 1")
-    result = B.run_benchmark(cfg)
-    text = B.format_markdown(result)
-    print(text)
-    if args.json:
-        B.write_json(result, args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
-    return 0
+    return run_command(args, model_choices())

@@ -162,9 +162,9 @@ def load_model(checkpoint: Union[str, os.PathLike], spec: Optional[ModelSpec] = 
 
     ``loaded`` is the checkpoint already read with :func:`jittor_pranet.checkpoint.read_state_dict`
     (to avoid reading it twice).  ``fuse``: fold the BatchNorms into the convolutions and use the
-    fused inference ops (:func:`jittor_pranet.fast.fuse_for_inference`; CPU fast path only, a no-op
+    fused inference ops (:func:`jittor_pranet.fuse.fuse_for_inference`; CPU kernels only, a no-op
     otherwise; equal to the unfused model within the parity tolerance; the folded weights are a
-    snapshot, so to train the returned model pass ``fuse=False`` or call ``fast.unfuse``).
+    snapshot, so to train the returned model pass ``fuse=False`` or call ``fuse.unfuse``).
     ``precision``: ``fp32`` (default), or ``fp16`` for half-precision inference (see
     :func:`cast_model`; no folding then: the fused ops are float32 only).  Jittor must already be
     configured (``cli.common.setup_device``).
@@ -188,9 +188,9 @@ def load_model(checkpoint: Union[str, os.PathLike], spec: Optional[ModelSpec] = 
     if precision_dtype(precision) != "float32":
         cast_model(net, precision)
     elif fuse:
-        from .. import fast
+        from ..fuse import fuse_for_inference
 
-        fast.fuse_for_inference(net)
+        net = fuse_for_inference(net)
     return net, spec
 
 
@@ -214,7 +214,7 @@ def cast_model(net, precision: str):
     Activations then run in that type; Jittor accumulates sums and means of half tensors in float32
     (its reduce op), and :class:`Predictor` casts the logits back to float32 before the sigmoid.
     Layers with weights cast float32 inputs (from parameter-free ops) to their own type
-    (``fast._like``), so the rest is mixed precision.  Agreement with float32 is measured in
+    (``ops.match_dtype``), so the rest is mixed precision.  Agreement with float32 is measured in
     ``tests/test_predict.py`` (docs/benchmarks.md, "Half precision").  Meant for GPUs: on CPU, Jittor
     runs float16 through generic loops (oneDNN's paths and ours are float32), ~170x slower.
     """

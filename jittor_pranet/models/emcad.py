@@ -29,7 +29,7 @@ from math import gcd
 from typing import Dict, List, Sequence
 
 from ..errors import UserError
-from ..ops import BatchNorm2d, jt, resize_bilinear
+from ..ops import BatchNorm2d, Conv2d, GELU, jt, resize_bilinear
 from .dsra import GAIN_MODES, dsra_fuse
 from .layers import BasicConv2d
 from .pvtv2 import PVT_VARIANTS
@@ -58,7 +58,7 @@ def activation(name: str) -> nn.Module:
     if name == "leakyrelu":
         return nn.LeakyReLU(0.2)
     if name == "gelu":
-        return nn.GELU()
+        return GELU()
     raise ValueError(f"unknown activation {name!r}; choose one of {ACTIVATIONS}")
 
 
@@ -85,7 +85,7 @@ class MSDC(nn.Module):
     def __init__(self, channels: int, kernel_sizes: Sequence[int], stride: int, act: str, dw_parallel: bool):
         self.dw_parallel = dw_parallel
         self.dwconvs = nn.ModuleList([
-            nn.Sequential(nn.Conv2d(channels, channels, k, stride, k // 2, groups=channels, bias=False),
+            nn.Sequential(Conv2d(channels, channels, k, stride, k // 2, groups=channels, bias=False),
                           BatchNorm2d(channels), activation(act))
             for k in kernel_sizes])
 
@@ -110,13 +110,13 @@ class MSCB(nn.Module):
         self.use_skip = stride == 1
         self.sum_scales = add
         ex = int(in_channels * expansion_factor)
-        self.pconv1 = nn.Sequential(nn.Conv2d(in_channels, ex, 1, 1, 0, bias=False), BatchNorm2d(ex), activation(act))
+        self.pconv1 = nn.Sequential(Conv2d(in_channels, ex, 1, 1, 0, bias=False), BatchNorm2d(ex), activation(act))
         self.msdc = MSDC(ex, kernel_sizes, stride, act, dw_parallel)
         self.combined_channels = ex if add else ex * len(kernel_sizes)
-        self.pconv2 = nn.Sequential(nn.Conv2d(self.combined_channels, out_channels, 1, 1, 0, bias=False),
+        self.pconv2 = nn.Sequential(Conv2d(self.combined_channels, out_channels, 1, 1, 0, bias=False),
                                     BatchNorm2d(out_channels))
         if self.use_skip and in_channels != out_channels:
-            self.conv1x1 = nn.Conv2d(in_channels, out_channels, 1, 1, 0, bias=False)
+            self.conv1x1 = Conv2d(in_channels, out_channels, 1, 1, 0, bias=False)
 
     def execute(self, x):
         outs = self.msdc(self.pconv1(x))
@@ -149,9 +149,9 @@ class EUCB(nn.Module):
         self.in_channels = in_channels
         self.up_dwc = nn.Sequential(
             NearestUpsample2x(),
-            nn.Conv2d(in_channels, in_channels, kernel_size, stride, kernel_size // 2, groups=in_channels, bias=False),
+            Conv2d(in_channels, in_channels, kernel_size, stride, kernel_size // 2, groups=in_channels, bias=False),
             BatchNorm2d(in_channels), nn.ReLU())
-        self.pwc = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, 1, 0, bias=True))
+        self.pwc = nn.Sequential(Conv2d(in_channels, out_channels, 1, 1, 0, bias=True))
 
     def execute(self, x):
         # the official shuffle uses groups = channels: one channel per group, a no-op
@@ -165,11 +165,11 @@ class LGAG(nn.Module):
         if kernel_size == 1:
             groups = 1
         pad = kernel_size // 2
-        self.W_g = nn.Sequential(nn.Conv2d(f_g, f_int, kernel_size, 1, pad, groups=groups, bias=True),
+        self.W_g = nn.Sequential(Conv2d(f_g, f_int, kernel_size, 1, pad, groups=groups, bias=True),
                                  BatchNorm2d(f_int))
-        self.W_x = nn.Sequential(nn.Conv2d(f_l, f_int, kernel_size, 1, pad, groups=groups, bias=True),
+        self.W_x = nn.Sequential(Conv2d(f_l, f_int, kernel_size, 1, pad, groups=groups, bias=True),
                                  BatchNorm2d(f_int))
-        self.psi = nn.Sequential(nn.Conv2d(f_int, 1, 1, 1, 0, bias=True), BatchNorm2d(1), nn.Sigmoid())
+        self.psi = nn.Sequential(Conv2d(f_int, 1, 1, 1, 0, bias=True), BatchNorm2d(1), nn.Sigmoid())
         self.activation = nn.ReLU()
 
     def execute(self, g, x):
@@ -183,8 +183,8 @@ class CAB(nn.Module):
         ratio = min(ratio, in_channels)
         reduced = in_channels // ratio
         self.activation = nn.ReLU()
-        self.fc1 = nn.Conv2d(in_channels, reduced, 1, bias=False)
-        self.fc2 = nn.Conv2d(reduced, in_channels, 1, bias=False)
+        self.fc1 = Conv2d(in_channels, reduced, 1, bias=False)
+        self.fc2 = Conv2d(reduced, in_channels, 1, bias=False)
 
     def execute(self, x):
         avg = x.mean(dims=(2, 3), keepdims=True)
@@ -198,7 +198,7 @@ class SAB(nn.Module):
     def __init__(self, kernel_size: int = 7):
         if kernel_size not in (3, 7, 11):
             raise ValueError(f"SAB kernel must be 3, 7 or 11, got {kernel_size}")
-        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.conv = Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
 
     def execute(self, x):
         pooled = jt.concat([x.mean(dim=1, keepdims=True), x.max(dim=1, keepdims=True)], dim=1)
@@ -285,13 +285,13 @@ class EMCADNet(nn.Module):
         if encoder not in PVT_VARIANTS:
             raise ValueError(f"unknown encoder {encoder!r} for EMCAD; choose one of {sorted(PVT_VARIANTS)}")
         self.num_classes, self.dual, self.encoder_name = num_classes, dual, encoder
-        self.conv = nn.Sequential(nn.Conv2d(1, 3, 1), BatchNorm2d(3), nn.ReLU())
+        self.conv = nn.Sequential(Conv2d(1, 3, 1), BatchNorm2d(3), nn.ReLU())
         self.backbone = PVT_VARIANTS[encoder](drop_path_rate=drop_path_rate)
         channels = list(reversed(self.backbone.out_channels))
         self.decoder = EMCADDecoder(channels, kernel_sizes, expansion_factor, dw_parallel, add, lgag_ks, activation,
                                     dual=dual, num_classes=num_classes, gain=gain)
         for k, c in zip((4, 3, 2, 1), channels):
-            setattr(self, f"out_head{k}", nn.Conv2d(c, num_classes, 1))
+            setattr(self, f"out_head{k}", Conv2d(c, num_classes, 1))
 
     @property
     def output_names(self):

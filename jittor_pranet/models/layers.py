@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Tuple, Union
 
-from ..ops import BatchNorm2d, jt, resize_bilinear
+from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
 from jittor import nn
 
 IntPair = Union[int, Tuple[int, int]]
@@ -15,7 +15,7 @@ class BasicConv2d(nn.Module):
 
     def __init__(self, in_planes: int, out_planes: int, kernel_size: IntPair, stride: int = 1,
                  padding: IntPair = 0, dilation: int = 1):
-        self.conv = nn.Conv2d(in_planes, out_planes, kernel_size, stride=stride, padding=padding,
+        self.conv = Conv2d(in_planes, out_planes, kernel_size, stride=stride, padding=padding,
                               dilation=dilation, bias=False)
         self.bn = BatchNorm2d(out_planes)
         self.relu = nn.ReLU()
@@ -73,10 +73,10 @@ class Aggregation(nn.Module):
         self.conv_concat3 = BasicConv2d(3 * c, 3 * c, 3, padding=1)
         self.conv4 = BasicConv2d(3 * c, 3 * c, 3, padding=1)
         if dual:
-            self.conv5_fg = nn.Conv2d(3 * c, num_classes, 1)
-            self.conv5_bg = nn.Conv2d(3 * c, num_classes, 1)
+            self.conv5_fg = Conv2d(3 * c, num_classes, 1)
+            self.conv5_bg = Conv2d(3 * c, num_classes, 1)
         else:
-            self.conv5 = nn.Conv2d(3 * c, 1, 1)
+            self.conv5 = Conv2d(3 * c, 1, 1)
 
     def execute(self, x1, x2, x3):
         """x1: deepest (1/32), x2: 1/16, x3: 1/8 feature."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-from ..ops import BatchNorm2d, jt, resize_bilinear
+from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
 from .dsra import GAIN_MODES, dsra_fuse
 from .layers import Aggregation, BasicConv2d, RFB_modified
 from .pvtv2 import PVT_VARIANTS
@@ -127,7 +127,7 @@ class PraNetV2(_PraNetBase):
         self.gain = gain
         # Unused 1->3 channel stem of the official classes (in their state_dicts). Like the official
         # PVT variant we apply it to single-channel inputs.
-        self.conv = nn.Sequential(nn.Conv2d(1, 3, 1), BatchNorm2d(3), nn.ReLU())
+        self.conv = nn.Sequential(Conv2d(1, 3, 1), BatchNorm2d(3), nn.ReLU())
         self._init_common(encoder, channel, drop_path_rate)
         c2, c3, c4 = self.channels
         # creation order = state_dict order = the official one

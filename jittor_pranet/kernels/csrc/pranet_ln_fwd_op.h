@@ -1,4 +1,4 @@
-// LayerNorm over the last dimension (float32), parallel over rows; see jittor_pranet/fast.py.
+// LayerNorm over the last dimension (float32), parallel over rows; see jittor_pranet/kernels/.
 // Outputs y = (x - mean) / sqrt(var + eps) * w + b and, per row, the mean and 1/sqrt(var + eps)
 // (two-pass variance accumulated in double, as ops.LayerNorm computes it).
 #pragma once

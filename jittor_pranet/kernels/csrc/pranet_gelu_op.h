@@ -1,4 +1,4 @@
-// Exact (erf) GELU and its derivative, element-wise in parallel (float32); see jittor_pranet/fast.py.
+// Exact (erf) GELU and its derivative, element-wise in parallel (float32); see jittor_pranet/kernels/.
 // backward = 0: y = x * (1 + erf(x / sqrt 2)) / 2; backward = 1: inputs (x, dy), y = dy * GELU'(x).
 #pragma once
 #include "op.h"

@@ -1,4 +1,4 @@
-// Shared helpers for jittor-pranet's oneDNN convolution ops (see jittor_pranet/fast.py).
+// Shared helpers for jittor-pranet's oneDNN convolution ops (see jittor_pranet/kernels/).
 //
 // Why these ops exist (measured, docs/benchmarks.md): Jittor's own mkl_conv* ops ask oneDNN for
 // "any" layouts, so every call reorders its NCHW activations into a blocked/NHWC layout and back

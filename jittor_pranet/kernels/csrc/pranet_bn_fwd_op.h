@@ -1,4 +1,4 @@
-// Training-mode BatchNorm forward (NCHW, float32), parallel over channels; see jittor_pranet/fast.py.
+// Training-mode BatchNorm forward (NCHW, float32), parallel over channels; see jittor_pranet/kernels/.
 // Outputs y = act((x - mean) * (w / sqrt(var + eps)) + b (+ residual)), the batch mean and the biased
 // batch variance (two-pass, accumulated in double).  Jittor's own CPU kernels are single-threaded, and
 // a separate ReLU / residual add would cost two more single-threaded passes forward and backward.

@@ -1,4 +1,4 @@
-"""Jittor vs PyTorch throughput benchmark (issue #5): ``jittor-pranet bench`` and ``tools/benchmark.py``.
+"""Jittor vs PyTorch throughput benchmark: ``jittor-pranet bench`` and ``tools/benchmark.py``.
 
 What is measured, per model, on one machine in one process, with identical weights:
 
@@ -20,8 +20,8 @@ variant through ``/proc/self/clear_refs``) or device memory, and ``torch / varia
 (> 1: faster than PyTorch).
 
 Variants: ``torch`` (the PyTorch reference models), ``jittor_plain`` (the straightforward port:
-Jittor's own kernels everywhere), ``jittor`` (the default path, all :mod:`jittor_pranet.fast`
-optimisations), for inference ``jittor_fused`` (BatchNorm folded into the convolutions), and
+Jittor's own kernels everywhere), ``jittor`` (the default path, all :mod:`jittor_pranet.kernels`
+on), for inference ``jittor_fused`` (:func:`jittor_pranet.fuse.fuse_for_inference`), and
 ``jittor[feature,...]`` with only some optimisations on (e.g. ``jittor[conv]``, ``jittor[conv,bn]``,
 ``jittor[conv=nchw]``) to measure what each one buys, side by side in one run.
 """
@@ -41,7 +41,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .models.registry import list_models, model_info
+from ..models.registry import list_models, model_info
 
 ALL_MODELS = tuple(list_models("binary"))
 INFER_VARIANTS = ("torch", "jittor_plain", "jittor", "jittor_fused")
@@ -150,20 +150,20 @@ class _Env:
     """Imports and device handling for both frameworks."""
 
     def __init__(self, device: str, threads: Optional[int]):
-        from .cli.common import setup_device
+        from ..cli.common import setup_device
 
         if threads and "jittor" not in sys.modules:
             os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # only effective before the first import
         self.jt = setup_device(device)
         self.device = "cuda" if self.jt.flags.use_cuda else "cpu"
-        from . import fast
+        from .. import kernels
 
-        self.fast = fast
+        self.kernels = kernels
         self._restore = []
         if threads and self.device == "cpu":
-            prev = fast.get_num_threads()
-            fast.set_num_threads(threads)
-            self._restore.append(lambda: fast.set_num_threads(prev))
+            prev = kernels.get_num_threads()
+            kernels.set_num_threads(threads)
+            self._restore.append(lambda: kernels.set_num_threads(prev))
         try:
             import torch
 
@@ -219,7 +219,7 @@ class _Env:
 
     def info(self) -> Dict[str, object]:
         import jittor_pranet
-        from . import runtime
+        from .. import runtime
 
         jt = self.jt
         d: Dict[str, object] = {
@@ -233,9 +233,9 @@ class _Env:
             "onednn": runtime.info().onednn,
             "torch": self.torch.__version__ if self.torch is not None else None,
             "torch_threads": self.torch.get_num_threads() if self.torch is not None else None,
-            "jittor_onednn_threads": self.fast.get_num_threads(),
-            "fast_ops": self.fast.available() if self.device == "cpu" else False,
-            "fast_ops_note": self.fast.unavailable_reason(),
+            "jittor_onednn_threads": self.kernels.get_num_threads(),
+            "fast_ops": self.kernels.available() if self.device == "cpu" else False,
+            "fast_ops_note": self.kernels.unavailable_reason(),
             "omp_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")},
             "mem_total_gb": (_read_meminfo_kb("MemTotal") or 0) / 2 ** 20,
         }
@@ -299,7 +299,7 @@ def count_flops(env: _Env, torch_model, shape, train: bool) -> Optional[float]:
         from torch.utils.flop_counter import FlopCounterMode
     except ImportError:  # pragma: no cover - torch < 2.1
         return None
-    from .reference.torch_train import pranet_loss as t_loss
+    from ..reference.torch_train import pranet_loss as t_loss
 
     x = torch.zeros(shape, device=env.tdev)
     was_training = torch_model.training
@@ -349,22 +349,22 @@ class _ModelSet:
     """The PyTorch reference and the Jittor variants of one model, all holding the same weights."""
 
     def __init__(self, env: _Env, name: str, seed: int):
-        from . import checkpoint as ck
-        from .models import build_model
+        from .. import checkpoint as ck
+        from ..models import build_model
 
         self.env, self.name = env, name
         self.tm = None
         kw = {"drop_path_rate": 0.0} if model_info(name).encoder_family == "pvt" else {}  # deterministic steps
         self.kw = kw
         if env.torch is not None:
-            from .reference import torch_models as tmods
+            from ..reference import torch_models as tmods
 
             self.tmods = tmods
             self.tm = tmods.randomize_(tmods.build_torch_model(name, **kw), seed).to(env.tdev)
             self.state = tmods.state_dict_numpy(self.tm)
         else:
             self.state = None
-        from .engine.optim import trainable_parameters
+        from ..engine.optim import trainable_parameters
 
         self._build, self._ck = build_model, ck
         self._cache: Dict[tuple, object] = {}
@@ -385,18 +385,20 @@ class _ModelSet:
     def _new_jittor_model(self, variant: str, train: bool):
         m = self._build(self.name, **self.kw)
         self._ck.load_state_dict(m, self.state)
-        fast = self.env.fast
+        flags = self.env.kernels.flags
         kind, feats, mode = parse_variant(variant)
-        if kind == "jittor_plain":
-            m = _Scoped(m, fast.disabled)
-        elif kind == "jittor_features":
-            m = _Scoped(m, lambda: fast.features(feats, mode))
         if train:
             m.train()
         else:
             m.eval()
             if variant == "jittor_fused":
-                fast.fuse_for_inference(m)
+                from ..fuse import fuse_for_inference
+
+                m = fuse_for_inference(m)
+        if kind == "jittor_plain":
+            m = _Scoped(m, flags.disabled)
+        elif kind == "jittor_features":
+            m = _Scoped(m, lambda: flags.features(feats, mode))
         return m
 
     def torch_model(self, train: bool):
@@ -421,12 +423,12 @@ class _Scoped:
 
 def parse_variant(v: str):
     """``torch``, ``jittor_plain``, ``jittor``, ``jittor_fused`` or ``jittor[feat,...]`` with features
-    from :data:`jittor_pranet.fast.FEATURES` and optionally ``conv=auto|nchw|onednn`` (e.g.
+    from :data:`jittor_pranet.kernels.flags.FEATURES` and optionally ``conv=auto|nchw|onednn`` (e.g.
     ``jittor[conv,bn]``, ``jittor[conv=nchw]``): returns (kind, features, conv_mode); ValueError if bad."""
     if v in INFER_VARIANTS:
         return v, None, None
     if v.startswith("jittor[") and v.endswith("]"):
-        from .fast import CONV_MODES, FEATURES
+        from ..kernels.flags import CONV_MODES, FEATURES
 
         feats, mode = [], None
         for part in filter(None, (p.strip() for p in v[7:-1].split(","))):
@@ -488,7 +490,7 @@ def _train_calls(ms: _ModelSet, variants: Sequence[str], x_np: np.ndarray, m_np:
             if env.torch is None:
                 continue
             torch = env.torch
-            from .reference import torch_train as tt
+            from ..reference import torch_train as tt
 
             tm = ms.torch_model(True)
             opt = torch.optim.Adam(tm.parameters(), lr=lr)
@@ -502,9 +504,9 @@ def _train_calls(ms: _ModelSet, variants: Sequence[str], x_np: np.ndarray, m_np:
 
             calls[v] = t_call
         else:
-            from .engine.optim import TorchAdam, trainable_parameters
-            from .losses import pranet_loss
-            from .ops import resize_bilinear
+            from ..engine.optim import TorchAdam, trainable_parameters
+            from ..losses import pranet_loss
+            from ..ops import resize_bilinear
 
             m = ms.jittor_model(v, True)
             opt = TorchAdam(trainable_parameters(m), lr=lr, clip_value=clip)
@@ -629,7 +631,7 @@ def _line(label: str, rec: Dict[str, object]) -> str:
 def _load_eval_baseline():
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "tools" / "official_eval_baseline.py"
+    path = Path(__file__).resolve().parents[2] / "tools" / "official_eval_baseline.py"
     if not path.is_file():
         return None
     spec = importlib.util.spec_from_file_location("_pranet_official_eval_baseline", path)
@@ -643,7 +645,7 @@ def bench_eval(cfg: BenchConfig, log: _Progress) -> Dict[str, object]:
     base = _load_eval_baseline()
     if base is None:
         return {"skipped": "tools/official_eval_baseline.py not found (source checkout needed)"}
-    from .metrics.binary import ImagePair, PolypMetrics
+    from ..metrics.binary import ImagePair, PolypMetrics
 
     w, h = int(cfg.eval_size[0]), int(cfg.eval_size[1])
     rng = np.random.default_rng(cfg.seed)
