@@ -46,6 +46,7 @@ from .kernels._common import no_grad_needed
 from .models.layers import BasicConv2d
 from .models.res2net import Bottle2neck, Res2NetV1b
 from .ops import jt, match_dtype, max_pool3x3_s2
+
 from jittor import nn
 
 __all__ = ["fuse_for_inference", "unfuse", "fold_conv_bn", "FoldedConvBN", "FoldedBottle2neck", "FoldedRes2NetV1b",

@@ -25,13 +25,13 @@ from .interp import interp_matrix  # noqa: F401  (re-exported)
 from .runtime import import_jittor
 
 jt = import_jittor()
-from jittor import init, nn  # noqa: E402
-
 from .kernels import batchnorm as _k_batchnorm  # noqa: E402
 from .kernels import conv as _k_conv  # noqa: E402
 from .kernels import gelu as _k_gelu  # noqa: E402
 from .kernels import layernorm as _k_layernorm  # noqa: E402
 from .kernels import linear as _k_linear  # noqa: E402
+
+from jittor import init, nn  # noqa: E402
 
 __all__ = [
     "interp_matrix",

@@ -78,8 +78,9 @@ def make_pair(name: str, num_classes: int = 1, seed: int = 0, checkpoint: Option
 
 def compare_forward(jt_model, torch_model, x: np.ndarray, output_names: Sequence[str]) -> List[ParityRow]:
     """Run both models on ``x`` (NCHW float32) and compare intermediates then outputs."""
-    import jittor as jt
     import torch
+
+    import jittor as jt
 
     with torch.no_grad():
         t_out, t_inter = torch_model(torch.from_numpy(x), return_intermediates=True)

@@ -3,7 +3,6 @@ import json
 import math
 
 import pytest
-
 from conftest import run_cli
 
 pytest.importorskip("torch", reason="the benchmark compares against the PyTorch reference")

@@ -4,8 +4,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from jittor_pranet import checkpoint as ck
 from jittor_pranet.errors import UserError
 
@@ -30,9 +30,10 @@ def official_checkpoint(tmp_path, name, num_classes=1, seed=0, fmt="zip", wrap=N
 
 @pytest.mark.parametrize("name", MODELS)
 def test_convert_official_checkpoint_reproduces_pytorch(tmp_path, capsys, name):
-    import jittor as jt
     from jittor_pranet import build_model, load_checkpoint
     from jittor_pranet.parity import relative_error
+
+    import jittor as jt
 
     src, tmodel = official_checkpoint(tmp_path, name)
     dst = tmp_path / "converted.pkl"

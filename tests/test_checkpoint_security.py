@@ -13,8 +13,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from jittor_pranet import checkpoint as ck
 from jittor_pranet.errors import UserError
 
@@ -170,9 +170,9 @@ def test_jittor_save_and_module_save_are_read(tmp_path, small_model):
 
 
 def test_jittor_files_load_convert_predict_and_initialise_training(tmp_path, capsys, small_model):
-    import jittor as jt
-
     from jittor_pranet import build_model, load_checkpoint
+
+    import jittor as jt
 
     path = tmp_path / "net.pkl"
     small_model.save(str(path))

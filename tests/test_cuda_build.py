@@ -162,9 +162,9 @@ def test_jittor_cuda_core_and_externs_compile_through_the_runtime(tmp_path):
 
 
 def test_without_cudnn_one_message_and_jittors_own_convolutions(tmp_path, capsys):
-    from jittor import compile_extern
-
     from jittor_pranet.ops import jt
+
+    from jittor import compile_extern
 
     if compile_extern.cudnn is not None:
         pytest.skip("this Jittor already loaded cuDNN")

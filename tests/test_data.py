@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jittor_pranet.errors import UserError
 from jittor_pranet.data import (
     Augment,
     BatchLoader,
@@ -28,6 +27,7 @@ from jittor_pranet.data import (
     split_train_val,
 )
 from jittor_pranet.data.synthetic import MANIFEST_NAME
+from jittor_pranet.errors import UserError
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])

@@ -10,8 +10,9 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from conftest import run_cli  # noqa: E402
-from jittor_pranet.errors import UserError  # noqa: E402
 from test_predict import _one_error_line  # noqa: E402
+
+from jittor_pranet.errors import UserError  # noqa: E402
 
 SIZE = 64
 #: smallest encoder of each family (the export path does not depend on the variant)

@@ -12,6 +12,7 @@ from jittor_pranet import kernels
 from jittor_pranet.fuse import FoldedBottle2neck, fuse_for_inference, unfuse
 from jittor_pranet.kernels import flags
 from jittor_pranet.ops import BatchNorm2d, jt
+
 from jittor import nn
 
 pytestmark = pytest.mark.skipif(not kernels.available(),

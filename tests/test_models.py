@@ -5,6 +5,7 @@ import pytest
 from jittor_pranet.errors import UserError
 from jittor_pranet.models import DSRA, build_model, list_models, reverse_gain
 from jittor_pranet.ops import jt, resize_bilinear
+
 from jittor import nn
 
 

@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from jittor_pranet import checkpoint as ck
 
 TINY = ["task=multiclass", "model.name=emcad_b2_dsra", "model.encoder=pvt_v2_b0", "data.train_size=64",

@@ -52,8 +52,9 @@ def test_parity_detects_a_wrong_weight():
 
 def test_official_single_class_softmax_is_identity_gain():
     """num_classes=1 with the default softmax gain: each fg map is exactly doubled (documented)."""
-    import jittor as jt
     from jittor_pranet.models import dsra_fuse
+
+    import jittor as jt
 
     p_fg = jt.randn(2, 1, 6, 6)
     deep = jt.randn(2, 1, 3, 3)

@@ -12,13 +12,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
 
-from conftest import run_cli
-from jittor_pranet.engine.inference import (
-    OutputOptions, binary_mask, label_map, minmax_normalize, resolve_model_spec, to_uint8_map,
-)
 from jittor_pranet.data import preprocess_rgb
+from jittor_pranet.engine.inference import (
+    OutputOptions,
+    binary_mask,
+    label_map,
+    minmax_normalize,
+    resolve_model_spec,
+    to_uint8_map,
+)
 from jittor_pranet.errors import UserError
 
 SIZE = 64

@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from jittor_pranet.data.medical_io import read_h5, read_npz
 from jittor_pranet.data.multiclass import ACDC_CLASSES, SYNAPSE_CLASSES
 from jittor_pranet.data.multiclass_layouts import load_multiclass_data

@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from PIL import Image
 
-from conftest import run_cli
 from jittor_pranet import checkpoint as ck
 
 TINY = ["model.name=pranet_v2_pvt", "model.encoder=pvt_v2_b0", "data.train_size=64", "train.batch_size=2",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
-from jittor_pranet.errors import UserError
 from test_predict import SIZE, SMALL, SMALL_META, _one_error_line, _save, _textured
+
+from jittor_pranet.errors import UserError
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import run_cli
 from test_predict import SIZE, SMALL, SMALL_META, _one_error_line, _save, _textured
 

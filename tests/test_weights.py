@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
-from jittor_pranet.errors import UserError
 from test_predict import _one_error_line
+
+from jittor_pranet.errors import UserError
 
 
 def test_shipped_manifest_is_well_formed():

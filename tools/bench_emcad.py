@@ -41,11 +41,11 @@ def main(argv=None) -> int:
 
     env = _Env("cpu", args.threads)
     jt, torch = env.jt, env.torch
-    from jittor_pranet.kernels import flags
-    from jittor_pranet.models.registry import model_info
     from jittor_pranet import checkpoint as ck
+    from jittor_pranet.kernels import flags
     from jittor_pranet.losses_multiclass import multiclass_seg_loss
     from jittor_pranet.models import build_model
+    from jittor_pranet.models.registry import model_info
     from jittor_pranet.reference import torch_emcad as te
     from jittor_pranet.reference import torch_models as tm
 

@@ -91,10 +91,10 @@ def stage_train_parity(args) -> int:
     jt = _setup(args.device)
     import torch
 
-    from tests.test_train_parity import _batch, _pair, _rel
     from jittor_pranet.engine.optim import trainable_named_parameters
     from jittor_pranet.losses import pranet_loss
     from jittor_pranet.reference import torch_train as tt
+    from tests.test_train_parity import _batch, _pair, _rel
 
     tdev = _torch_device(args.device)
     jmodel, tmodel = _pair(args.model, seed=11)

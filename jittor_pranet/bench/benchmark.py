@@ -219,6 +219,7 @@ class _Env:
 
     def info(self) -> Dict[str, object]:
         import jittor_pranet
+
         from .. import runtime
 
         jt = self.jt

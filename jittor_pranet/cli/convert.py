@@ -6,7 +6,6 @@ from pathlib import Path
 from ..errors import UserError
 from .common import model_choices
 
-
 WRITTEN_SUFFIXES = (".pkl", ".pth", ".pt", ".bin")
 
 
@@ -30,9 +29,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .common import setup_device
-
-    from .common import check_output_file
+    from .common import check_output_file, setup_device
 
     dst = Path(args.dst)
     if dst.exists() and dst.is_dir():

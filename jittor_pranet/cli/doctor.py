@@ -14,8 +14,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .common import setup_device
     from .. import runtime
+    from .common import setup_device
 
     jt = setup_device(args.device)
     info = runtime.info()

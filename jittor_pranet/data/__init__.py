@@ -3,14 +3,6 @@
 Kept framework-free so that it can be tested and used (e.g. by evaluation tools) without importing
 Jittor; the trainer turns the numpy batches into Jittor variables.
 """
-from jittor_pranet.data.io import (
-    IMAGE_EXTENSIONS,
-    image_size,
-    list_images,
-    read_image_rgb,
-    read_mask,
-    read_mask_gray,
-)
 from jittor_pranet.data.datasets import (
     DEFAULT_SIZE,
     IMAGENET_MEAN,
@@ -31,6 +23,14 @@ from jittor_pranet.data.datasets import (
     resize_image,
     resize_mask,
     split_train_val,
+)
+from jittor_pranet.data.io import (
+    IMAGE_EXTENSIONS,
+    image_size,
+    list_images,
+    read_image_rgb,
+    read_mask,
+    read_mask_gray,
 )
 from jittor_pranet.data.loader import BatchLoader, collate
 from jittor_pranet.data.synthetic import make_synthetic_polyps, render_polyp_sample

@@ -24,8 +24,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from jittor_pranet.errors import UserError
 from jittor_pranet.data.io import PathLike, image_size, list_images, read_image_rgb, read_mask
+from jittor_pranet.errors import UserError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

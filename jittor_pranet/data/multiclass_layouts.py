@@ -28,8 +28,21 @@ import numpy as np
 
 from jittor_pranet.data.io import PathLike
 from jittor_pranet.data.multiclass import (
-    ACDC_CLASSES, DATASET_JSON, LABEL_REMAPS, SYNAPSE_CLASSES, MultiClassSliceDataset, SliceAugment, SliceRecord,
-    VolumeCase, VolumeRecord, check_disjoint, file_stem, load_volume, slice_record, split_cases, volume_record,
+    ACDC_CLASSES,
+    DATASET_JSON,
+    LABEL_REMAPS,
+    SYNAPSE_CLASSES,
+    MultiClassSliceDataset,
+    SliceAugment,
+    SliceRecord,
+    VolumeCase,
+    VolumeRecord,
+    check_disjoint,
+    file_stem,
+    load_volume,
+    slice_record,
+    split_cases,
+    volume_record,
     volumes_from_slices,
 )
 from jittor_pranet.errors import UserError

@@ -25,7 +25,11 @@ import numpy as np
 from jittor_pranet.data.io import PathLike
 from jittor_pranet.data.medical_io import read_nifti, write_h5, write_npz
 from jittor_pranet.data.multiclass import (
-    ACDC_CLASSES, DATASET_JSON, SYNAPSE_14_TO_8, SYNAPSE_CLASSES, SYNAPSE_RAW_CLASSES,
+    ACDC_CLASSES,
+    DATASET_JSON,
+    SYNAPSE_14_TO_8,
+    SYNAPSE_CLASSES,
+    SYNAPSE_RAW_CLASSES,
 )
 from jittor_pranet.errors import UserError
 from jittor_pranet.utils.io import atomic_write_text

@@ -12,10 +12,10 @@ in parallel and the same seed gives byte-identical PNG files.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import shutil
 import tempfile
-import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, Tuple, Union
@@ -23,8 +23,8 @@ from typing import Dict, Tuple, Union
 import cv2
 import numpy as np
 
-from jittor_pranet.errors import UserError
 from jittor_pranet.data.io import PathLike
+from jittor_pranet.errors import UserError
 
 MANIFEST_NAME = "synthetic_manifest.json"
 GENERATOR_VERSION = 1

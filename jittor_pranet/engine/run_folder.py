@@ -9,7 +9,6 @@ from pathlib import Path
 from ..errors import UserError
 from ..utils.io import can_create_in
 
-
 RUN_RECORDS = ("config.yaml", "last.pkl", "best.pkl", "metrics.csv", "metrics.json", "steps.csv", "curves.png")
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from jittor import nn
-
 from . import flags
 from ._common import float32, no_grad_needed, pair
 from ._loader import error, jt, load
+
+from jittor import nn
 
 OPS = ("pranet_conv_op", "pranet_conv_bwd_x_op", "pranet_conv_bwd_w_op", "pranet_conv_fused_op", "pranet_cat_gemm_op")
 ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2}

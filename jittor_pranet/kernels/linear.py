@@ -2,11 +2,11 @@
 adds the bias and the residual in single-threaded kernels)."""
 from __future__ import annotations
 
-from jittor import nn
-
 from . import flags
 from ._common import float32, no_grad_needed
 from ._loader import load
+
+from jittor import nn
 
 OPS = ("pranet_linear_op",)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 from ..ops import jt, resize_bilinear
+
 from jittor import nn
 
 GAIN_MODES = ("softmax", "sigmoid", "difference")

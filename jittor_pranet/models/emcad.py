@@ -29,10 +29,11 @@ from math import gcd
 from typing import Dict, List, Sequence
 
 from ..errors import UserError
-from ..ops import BatchNorm2d, Conv2d, GELU, jt, resize_bilinear
+from ..ops import GELU, BatchNorm2d, Conv2d, jt, resize_bilinear
 from .dsra import GAIN_MODES, dsra_fuse
 from .layers import BasicConv2d
 from .pvtv2 import PVT_VARIANTS
+
 from jittor import nn
 
 OUTPUTS = ("p4", "p3", "p2", "p1")

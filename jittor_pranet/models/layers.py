@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Tuple, Union
 
 from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
+
 from jittor import nn
 
 IntPair = Union[int, Tuple[int, int]]

@@ -19,6 +19,7 @@ from .dsra import GAIN_MODES, dsra_fuse
 from .layers import Aggregation, BasicConv2d, RFB_modified
 from .pvtv2 import PVT_VARIANTS
 from .res2net import RES2NET_VARIANTS
+
 from jittor import nn
 
 

@@ -19,6 +19,7 @@ from ..kernels import conv as k_conv
 from ..kernels import flags
 from ..kernels import linear as k_linear
 from ..ops import GELU, Conv2d, LayerNorm, Linear, jt
+
 from jittor import nn
 
 
