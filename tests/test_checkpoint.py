@@ -1,4 +1,4 @@
-"""Checkpoint reading/writing/validation and ``jittor-pranet convert`` (issue #2, item 4)."""
+"""Checkpoint reading/writing/validation and ``jittor-pranet convert``."""
 import subprocess
 import sys
 

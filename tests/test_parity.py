@@ -1,6 +1,6 @@
 """Forward parity with our PyTorch reference: every stage and output, eval mode, batch 2, full sizes.
 
-Tolerance: max|jittor - torch| / max|torch| <= 5e-5 for every tensor (issue #2).
+Tolerance: max|jittor - torch| / max|torch| <= 5e-5 for every tensor.
 """
 import numpy as np
 import pytest

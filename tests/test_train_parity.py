@@ -1,4 +1,4 @@
-"""Training-step parity with PyTorch (issue #3, item 4), in three parts so noise cannot hide a bug:
+"""Training-step parity with PyTorch, in three parts so noise cannot hide a bug:
 
 (a) one forward+loss+backward in train mode: loss <= 1e-5 rel, every gradient <= 1e-3 relative to
     its tensor's max |g|, BatchNorm running statistics after the step <= 1e-5 rel;

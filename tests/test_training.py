@@ -1,4 +1,4 @@
-"""Training engine: crash-safe resume, NaN stop, records, bad input (issue #3, items 5, 6, 10)."""
+"""Training engine: crash-safe resume, NaN stop, records, bad input."""
 import os
 import signal
 import subprocess
