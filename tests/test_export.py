@@ -17,17 +17,23 @@ from jittor_pranet.errors import UserError  # noqa: E402
 SIZE = 64
 #: smallest encoder of each family (the export path does not depend on the variant)
 ENCODERS = {"pranet_v1_res2net": "res2net50_v1b_26w_4s", "pranet_v2_res2net": "res2net50_v1b_26w_4s",
-            "pranet_v1_pvt": "pvt_v2_b0", "pranet_v2_pvt": "pvt_v2_b0"}
+            "pranet_v1_pvt": "pvt_v2_b0", "pranet_v2_pvt": "pvt_v2_b0", "emcad_b2": "pvt_v2_b0",
+            "emcad_b2_dsra": "pvt_v2_b0"}
 
 
 def _checkpoint(folder, name, num_classes=1, seed=0):
     """Random weights (BatchNorm statistics included) from the reference model, saved as our checkpoint."""
     from jittor_pranet.checkpoint import save_checkpoint
+    from jittor_pranet.reference import torch_emcad as te
     from jittor_pranet.reference import torch_models as tm
 
     encoder = ENCODERS[name]
-    kw = {"pvt_variant": encoder.rsplit("_", 1)[-1]} if encoder.startswith("pvt") else {}
-    model = tm.randomize_(tm.build_torch_model(name, num_classes=num_classes, **kw), seed)
+    if name in te.TORCH_EMCAD:
+        torch_model = te.build_torch_emcad(name, num_classes=num_classes, encoder=encoder)
+    else:
+        kw = {"pvt_variant": encoder.rsplit("_", 1)[-1]} if encoder.startswith("pvt") else {}
+        torch_model = tm.build_torch_model(name, num_classes=num_classes, **kw)
+    model = tm.randomize_(torch_model, seed)
     path = folder / f"{name}_{num_classes}.pkl"
     save_checkpoint(tm.state_dict_numpy(model), path,
                     meta={"model": name, "num_classes": num_classes, "encoder": encoder})
@@ -45,7 +51,8 @@ def test_every_registered_model_has_a_reference():
 
 
 @pytest.mark.parametrize("name,num_classes", [("pranet_v1_res2net", 1), ("pranet_v1_pvt", 1),
-                                              ("pranet_v2_res2net", 1), ("pranet_v2_pvt", 3)])
+                                              ("pranet_v2_res2net", 1), ("pranet_v2_pvt", 3),
+                                              ("emcad_b2", 4), ("emcad_b2_dsra", 4)])
 def test_export_matches_jittor(tmp_path, name, num_classes):
     import onnx
 
@@ -55,9 +62,12 @@ def test_export_matches_jittor(tmp_path, name, num_classes):
     out = tmp_path / f"{name}.onnx"
     report = export_onnx(ckpt, out, size=SIZE, batch=2, log=lambda line: None)
     assert out.is_file() and report.passed
-    n_out = 4 if name.startswith("pranet_v1") else 8
+    from jittor_pranet.export import REFERENCE_MODELS
+    from jittor_pranet.models import model_info
+
+    n_out, c = len(model_info(name).outputs), REFERENCE_MODELS[name].in_channels
     shapes = {r.input_shape for r in report.rows}
-    assert shapes == {(2, 3, SIZE, SIZE), (1, 3, SIZE + 32, SIZE - 32)}  # dynamic batch, height and width
+    assert shapes == {(2, c, SIZE, SIZE), (1, c, SIZE + 32, SIZE - 32)}  # dynamic batch, height and width
     assert len(report.rows) == 2 * n_out and report.worst <= 1e-4
     assert all(r.ref_max > 0 for r in report.rows)
     graph = onnx.load(str(out)).graph
