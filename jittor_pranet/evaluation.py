@@ -29,11 +29,11 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 import cv2
 import numpy as np
 
+from .data.io import IMAGE_EXTENSIONS, is_image_file, list_images  # noqa: F401  (IMAGE_EXTENSIONS re-exported)
 from .errors import UserError
 from .metrics.binary import GT_THRESHOLDS, METRIC_KEYS, ImagePair, PolypMetrics, thresholds, to_uint8_prediction
 
 PathLike = Union[str, Path]
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm"})
 # when one folder holds the same stem twice, the first extension of this order wins
 _EXT_PREFERENCE = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".gif", ".webp", ".jpg", ".jpeg")
 _LIST_SHOWN = 5
@@ -46,35 +46,28 @@ class FolderListing:
 
     folder: Path
     images: Dict[str, Path]
-    skipped: List[str] = field(default_factory=list)  # non-image file names
+    skipped: int = 0  # non-image files
     duplicates: List[str] = field(default_factory=list)  # stems present with several image extensions
 
 
-def list_images(folder: PathLike) -> FolderListing:
-    """Image files directly in ``folder`` (not recursive), keyed by file stem."""
-    folder = Path(folder)
+def index_images(folder: PathLike) -> FolderListing:
+    """The package's one image listing (:func:`jittor_pranet.data.io.list_images`) keyed by file stem;
+    two files with one stem (a.png, a.jpg) keep the lossless one and are reported."""
+    images_found, skipped = list_images(folder)
     by_stem: Dict[str, List[Path]] = {}
-    skipped = []
-    for entry in sorted(folder.iterdir()):
-        if not entry.is_file():
-            continue
-        if entry.suffix.lower() in IMAGE_EXTENSIONS and not entry.name.startswith("."):
-            by_stem.setdefault(entry.stem, []).append(entry)
-        else:
-            skipped.append(entry.name)
+    for path in images_found:
+        by_stem.setdefault(path.stem, []).append(path)
     images, duplicates = {}, []
     for stem, paths in by_stem.items():
         if len(paths) > 1:
             duplicates.append(stem)
             paths.sort(key=lambda p: _EXT_PREFERENCE.index(p.suffix.lower()))
         images[stem] = paths[0]
-    return FolderListing(folder, images, skipped, duplicates)
+    return FolderListing(Path(folder), images, skipped, duplicates)
 
 
 def _has_images(folder: Path) -> bool:
-    return folder.is_dir() and any(
-        p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") for p in folder.iterdir()
-    )
+    return folder.is_dir() and any(p.is_file() and is_image_file(p) for p in folder.iterdir())
 
 
 def _mask_folder(folder: Path) -> Path:
@@ -96,13 +89,13 @@ class Pairing:
 
 def pair_folders(pred_dir: PathLike, gt_dir: PathLike) -> Pairing:
     """Match the image files of two folders by stem; nothing is fatal here."""
-    pred, gt = list_images(pred_dir), list_images(gt_dir)
+    pred, gt = index_images(pred_dir), index_images(gt_dir)
     common = sorted(set(pred.images) & set(gt.images), key=_natural_key)
     return Pairing(
         pairs=[(s, pred.images[s], gt.images[s]) for s in common],
         pred_only=sorted(set(pred.images) - set(gt.images), key=_natural_key),
         gt_only=sorted(set(gt.images) - set(pred.images), key=_natural_key),
-        skipped_files=len(pred.skipped) + len(gt.skipped),
+        skipped_files=pred.skipped + gt.skipped,
         duplicates=sorted(set(pred.duplicates) | set(gt.duplicates)),
     )
 
@@ -125,9 +118,12 @@ def _check_dir(path: PathLike, option: str) -> Path:
     return p
 
 
-def discover_sets(pred_dir: PathLike, gt_dir: PathLike) -> Tuple[List[Tuple[str, Path, Path]], List[str], List[str]]:
-    """Sets to evaluate as ``[(name, pred_folder, gt_folder)]``, plus set names found on one side only."""
-    pred_dir, gt_dir = _check_dir(pred_dir, "--pred"), _check_dir(gt_dir, "--gt")
+def discover_sets(pred_dir: PathLike, gt_dir: PathLike, labels: Tuple[str, str] = ("pred_dir", "gt_dir")
+                  ) -> Tuple[List[Tuple[str, Path, Path]], List[str], List[str]]:
+    """Sets to evaluate as ``[(name, pred_folder, gt_folder)]``, plus set names found on one side only.
+    ``labels`` name the two folders in errors (the CLI passes its flags)."""
+    lp, lg = labels
+    pred_dir, gt_dir = _check_dir(pred_dir, lp), _check_dir(gt_dir, lg)
     gt_flat = _mask_folder(gt_dir)
     gt_sets = {s.name: _mask_folder(s) for s in _subfolders(gt_dir) if _has_images(_mask_folder(s))}
     if _has_images(pred_dir):
@@ -135,24 +131,24 @@ def discover_sets(pred_dir: PathLike, gt_dir: PathLike) -> Tuple[List[Tuple[str,
             return [(pred_dir.resolve().name, pred_dir, gt_flat)], [], []
         if gt_sets:
             raise UserError(
-                f"--pred {pred_dir} holds images but --gt {gt_dir} holds set folders "
-                f"({', '.join(sorted(gt_sets))}): pass one set's mask folder as --gt, or a folder of sets as --pred"
+                f"{lp} {pred_dir} holds images but {lg} {gt_dir} holds set folders "
+                f"({', '.join(sorted(gt_sets))}): pass one set's mask folder as {lg}, or a folder of sets as {lp}"
             )
-        raise UserError(f"--gt {gt_dir}: no image files (looked in {gt_flat})")
+        raise UserError(f"{lg} {gt_dir}: no image files (looked in {gt_flat})")
     pred_sets = {s.name: s for s in _subfolders(pred_dir) if _has_images(s)}
     if not pred_sets:
-        raise UserError(f"--pred {pred_dir}: no image files, neither in it nor in its subfolders")
+        raise UserError(f"{lp} {pred_dir}: no image files, neither in it nor in its subfolders")
     if not gt_sets:
         if _has_images(gt_flat):
             raise UserError(
-                f"--pred {pred_dir} holds set folders ({', '.join(sorted(pred_sets))}) but --gt {gt_dir} holds images: "
-                "pass one set's prediction folder as --pred, or a folder of sets as --gt"
+                f"{lp} {pred_dir} holds set folders ({', '.join(sorted(pred_sets))}) but {lg} {gt_dir} holds images: "
+                f"pass one set's prediction folder as {lp}, or a folder of sets as {lg}"
             )
-        raise UserError(f"--gt {gt_dir}: no image files, neither in it nor in its subfolders")
+        raise UserError(f"{lg} {gt_dir}: no image files, neither in it nor in its subfolders")
     common = sorted(set(pred_sets) & set(gt_sets))
     if not common:
         raise UserError(
-            f"no set folder is in both --pred ({', '.join(sorted(pred_sets))}) and --gt ({', '.join(sorted(gt_sets))})"
+            f"no set folder is in both {lp} ({', '.join(sorted(pred_sets))}) and {lg} ({', '.join(sorted(gt_sets))})"
         )
     sets = [(name, pred_sets[name], gt_sets[name]) for name in common]
     return sets, sorted(set(pred_sets) - set(gt_sets)), sorted(set(gt_sets) - set(pred_sets))
@@ -257,7 +253,7 @@ def evaluate_pairs(
 ) -> Tuple[PolypMetrics, int]:
     """Score ``[(stem, pred, gt)]`` pairs in ``workers`` processes; returns (metrics, number resized)."""
     if gt_threshold not in GT_THRESHOLDS:
-        raise UserError(f"--gt-threshold must be one of {', '.join(map(str, GT_THRESHOLDS))}, not {gt_threshold}")
+        raise UserError(f"gt_threshold must be one of {', '.join(map(str, GT_THRESHOLDS))}, not {gt_threshold}")
     if _scorer is None:
         with _Scorer(workers, len(pairs)) as scorer:
             return evaluate_pairs(pairs, gt_threshold=gt_threshold, progress=progress, desc=desc, _scorer=scorer)
@@ -385,13 +381,15 @@ def evaluate_folders_detailed(
     gt_threshold: int = 0,
     workers: int = 2,
     progress: bool = True,
+    labels: Tuple[str, str] = ("pred_dir", "gt_dir"),
 ) -> EvaluationReport:
-    """Evaluate one set or a whole test tree (see the module docstring); bad input raises UserError."""
+    """Evaluate one set or a whole test tree (see the module docstring); bad input raises UserError
+    naming the argument (``labels``: how errors name the two folders; the CLI passes its flags)."""
     if workers < 1:
-        raise UserError(f"--workers must be >= 1, not {workers}")
+        raise UserError(f"workers must be >= 1, not {workers}")
     if gt_threshold not in GT_THRESHOLDS:
-        raise UserError(f"--gt-threshold must be one of {', '.join(map(str, GT_THRESHOLDS))}, not {gt_threshold}")
-    sets, only_pred, only_gt = discover_sets(pred_dir, gt_dir)
+        raise UserError(f"gt_threshold must be one of {', '.join(map(str, GT_THRESHOLDS))}, not {gt_threshold}")
+    sets, only_pred, only_gt = discover_sets(pred_dir, gt_dir, labels)
     pairings = [(name, pair_folders(pdir, gdir)) for name, pdir, gdir in sets]
     n_tasks = sum(len(p.pairs) for _, p in pairings)
     results: Dict[str, SetResult] = {}
@@ -447,7 +445,7 @@ __all__ = [
     "evaluate_folders",
     "evaluate_folders_detailed",
     "evaluate_pairs",
-    "list_images",
+    "index_images",
     "pair_folders",
     "read_gray",
 ]

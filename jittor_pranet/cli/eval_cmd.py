@@ -58,8 +58,8 @@ def run(args) -> int:
         check_output_folder(args.curves, "--curves")
 
     report = evaluate_folders_detailed(
-        args.pred, args.gt, gt_threshold=args.gt_threshold, workers=args.workers, progress=not args.no_progress
-    )
+        args.pred, args.gt, gt_threshold=args.gt_threshold, workers=args.workers, progress=not args.no_progress,
+        labels=("--pred", "--gt"))
     for line in report.warnings():
         print(f"warning: {line}", file=sys.stderr)
     counts = ", ".join(f"{name}: {r.n_images}" for name, r in report.sets.items())

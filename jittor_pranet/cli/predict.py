@@ -131,7 +131,7 @@ def _predict(args) -> int:
         warn(f"skipped: {reason}")
     if not files:
         raise UserError(f"none of the {len(bad)} input file(s) is a readable image")
-    prepare_output_folder(out)
+    prepare_output_folder(out, "--out")
 
     predictor = build_predictor(args, loaded, spec, size)
     jobs = [ImageJob(f, out, f.stem) for f in files]

@@ -108,7 +108,7 @@ def run_video(args) -> int:
     try:
         for opener in openers:  # opening decodes each source's first frame: bad input fails before the model loads
             sources.append(opener())
-        prepare_output_folder(out)
+        prepare_output_folder(out, "--out")
         predictor = build_predictor(args, loaded, spec, size)
     except BaseException:
         for source in sources:

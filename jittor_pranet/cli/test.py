@@ -66,7 +66,7 @@ def _test(args, loaded, spec, size, out: Path) -> int:
 
     # pair, check every file header and the output folder before loading the model
     plans = plan_test_sets(args.data, out, args.sets, log=lambda line: print(line, file=sys.stderr))
-    prepare_output_folder(out)
+    prepare_output_folder(out, "--out")
     predictor = build_predictor(args, loaded, spec, size)
     report = run_test_sets(predictor, plans, gt_threshold=args.gt_threshold, workers=args.workers,
                            progress=not args.no_progress, log=lambda line: print(line, file=sys.stderr))
@@ -99,7 +99,7 @@ def _test_volumes(args, loaded, spec, size: int) -> int:
         size = model_info(spec.name).default_size  # the official multi-class size
         _info(f"input size {size} (the official multi-class training size; --size to change)")
     out = Path(args.out) if args.out else Path("results") / Path(args.checkpoint).name.split(".")[0]
-    prepare_output_folder(out)
+    prepare_output_folder(out, "--out")
     setup_device(args.device)
     result, spec, size = evaluate_checkpoint(args.checkpoint, data, out, size=size, batch_size=args.batch_size,
                                              progress=not args.no_progress)

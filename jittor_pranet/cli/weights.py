@@ -51,7 +51,7 @@ def run(args) -> int:
         from ..engine.inference import prepare_output_folder
         from .common import setup_device
 
-        out = prepare_output_folder(args.out or args.folder)
+        out = prepare_output_folder(args.out or args.folder, "--out")
         setup_device("cpu")
         results = convert_all(rows, out, overwrite=args.overwrite)
         if not results:

@@ -19,7 +19,8 @@ from jittor_pranet.errors import UserError
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: File name endings (lower case) that count as images; everything else in a folder is skipped.
-IMAGE_EXTENSIONS: Tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS: Tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm",
+                                     ".ppm")
 
 # Lossy formats: a mask stored this way carries compression noise around 0 and 255.
 _LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")

@@ -249,9 +249,9 @@ class Predictor:
     def __init__(self, model, size: int = DEFAULT_SIZE, batch_size: int = 1, num_classes: Optional[int] = None,
                  pad_batches: bool = True):
         if size < 32 or size % 32:
-            raise UserError(f"--size must be a positive multiple of 32 (the encoders downsample by 32), not {size}")
+            raise UserError(f"size must be a positive multiple of 32 (the encoders downsample by 32), not {size}")
         if batch_size < 1:
-            raise UserError(f"--batch-size must be >= 1, not {batch_size}")
+            raise UserError(f"batch_size must be >= 1, not {batch_size}")
         self.model = model
         self.model.eval()
         self.size = int(size)
@@ -346,7 +346,7 @@ def binary_mask(map_u8: np.ndarray, threshold: float) -> np.ndarray:
     Computed from the saved uint8 map, so the mask can be reproduced from ``<stem>.png`` alone.
     """
     if not 0.0 <= threshold <= 1.0:
-        raise UserError(f"--threshold must be in [0, 1], not {threshold}")
+        raise UserError(f"threshold must be in [0, 1], not {threshold}")
     return np.where(map_u8.astype(np.float32) / 255.0 >= threshold, 255, 0).astype(np.uint8)
 
 
@@ -510,7 +510,7 @@ def predict_files(predictor: Predictor, jobs: Sequence[ImageJob], options: Outpu
     return summary
 
 
-def prepare_output_folder(folder: Union[str, os.PathLike], option: str = "--out") -> Path:
+def prepare_output_folder(folder: Union[str, os.PathLike], option: str = "folder") -> Path:
     """Create ``folder`` (and parents) and prove it is writable by creating and removing a file in it."""
     import tempfile
 
