@@ -308,9 +308,20 @@ def test_model_name_from_option_when_checkpoint_has_none(tmp_path, capsys, ckpts
     Image.fromarray(_textured(np.random.default_rng(9), 40, 40)).save(tmp_path / "x.png")
     args = ["predict", "--checkpoint", ckpts["nometa"], tmp_path / "x.png", "--out", tmp_path / "o", "--size", SIZE,
             "--device", "cpu", "--no-progress"]
+    # an official-style .pth has no metadata: its keys say which model and encoder it holds
     code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert f"model: {SMALL} (num_classes 1, encoder pvt_v2_b0)" in err
+    # keys of no registered model: --model is asked for
+    from jittor_pranet.checkpoint import read_state_dict, save_checkpoint
+
+    sd = read_state_dict(ckpts["nometa"]).state_dict
+    save_checkpoint({f"unknown.{k}": v for k, v in sd.items()}, tmp_path / "alien.pth")
+    alien = ["predict", "--checkpoint", tmp_path / "alien.pth", tmp_path / "x.png", "--out", tmp_path / "a",
+             "--size", SIZE, "--device", "cpu", "--no-progress"]
+    code, _, err = run_cli(alien, capsys)
     assert code == 2 and "--model" in _one_error_line(err)
-    # an official-style .pth has no metadata: --model (and the encoder, from a config) say what it is
+    # --model (and the encoder, from a config) say what it is
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"model:\n  name: {SMALL}\n  encoder: pvt_v2_b0\n")
     code, _, err = run_cli(args + ["--config", cfg], capsys)
@@ -377,10 +388,11 @@ def test_predict_test_sets_api(tmp_path, ckpts):
     assert any("predicted 2 images" in line for line in lines)
 
 
-def test_test_rejects_multiclass(tmp_path, capsys, ckpts):
+def test_test_of_a_multiclass_checkpoint_wants_volumes(tmp_path, capsys, ckpts):
     _test_tree(tmp_path / "T", np.random.default_rng(11))
     code, _, err = run_cli(["test", "--checkpoint", ckpts["multi"], "--data", tmp_path / "T", "--size", SIZE], capsys)
-    assert code == 2 and "3 classes" in _one_error_line(err)
+    # a multi-class checkpoint is scored on volumes: a polyp test tree is not a multi-class dataset
+    assert code == 2 and "no multi-class dataset layout" in _one_error_line(err)
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -416,7 +428,7 @@ def _bad_case(tmp_path, case, ckpts):
         return base + [img, "--out", tmp_path / "file"], "not a folder"
     if case == "out_under_file":
         (tmp_path / "file").write_text("x")
-        return base + [img, "--out", tmp_path / "file" / "sub"], "not writable"
+        return base + [img, "--out", tmp_path / "file" / "sub"], "is not a folder"
     if case == "stem_clash":
         (tmp_path / "d").mkdir()
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "d" / "ok.jpg")

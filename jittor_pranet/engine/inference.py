@@ -98,6 +98,7 @@ def resolve_model_spec(
 
     The test size is ``data.test_size`` or else ``data.train_size`` of a config: a model is tested at the
     size it was trained at (352 in the official recipe)."""
+    from ..checkpoint import guess_encoder
     from ..models.registry import head_classes, list_models, model_info, recognise_model
 
     meta = meta if isinstance(meta, Mapping) else {}
@@ -112,7 +113,8 @@ def resolve_model_spec(
                         ("checkpoint config", _get(meta_cfg, "model.num_classes")),
                         ("weights", _infer_num_classes(state_dict or {}))],
         "encoder": [("--encoder", encoder), ("config", _get(config, "model.encoder")), ("checkpoint", meta.get("encoder")),
-                    ("checkpoint config", _get(meta_cfg, "model.encoder"))],
+                    ("checkpoint config", _get(meta_cfg, "model.encoder")),
+                    ("weights", guess_encoder(state_dict or {}))],
         "gain": [("config", _get(config, "model.gain")), ("checkpoint", meta.get("gain")),
                  ("checkpoint config", _get(meta_cfg, "model.gain"))],
         "test_size": [("config", _size_of(config)), ("checkpoint config", _size_of(meta_cfg))],
