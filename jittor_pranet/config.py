@@ -338,7 +338,10 @@ def _augment_options() -> Dict[str, str]:
     return {f.name: "float" for f in dataclasses.fields(Augment)}
 
 
-def _synthetic_options() -> Dict[str, str]:
+def _synthetic_options(task: str) -> Dict[str, str]:
+    """The arguments of the generator a task uses (``root`` is the output folder)."""
+    if task == "multiclass":
+        return {"root": "str", "seed": "int", "train_cases": "int", "test_cases": "int", "size": "int", "depth": "int"}
     return {"root": "str", "n_train": "int", "n_test": "int", "size": "any", "seed": "int", "workers": "int"}
 
 
@@ -381,7 +384,7 @@ def validate(cfg: Dict[str, Any]) -> None:
             raise UserError(f"train.multi_scale {t['multi_scale']} gives a training size of {size} from "
                             f"data.train_size {d['train_size']}: every size must be >= 32")
     _check_options("data.augment", d["augment"], _augment_options())
-    _check_options("data.synthetic", d["synthetic"], _synthetic_options())
+    _check_options("data.synthetic", d["synthetic"], _synthetic_options(resolved_task(cfg)))
     name = o["name"]
     if name is not None and (Path(name).name != name or name in (".", "..")):
         raise UserError(f"output.name must be a plain folder name inside output.dir, not {name!r} "

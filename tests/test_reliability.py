@@ -281,3 +281,14 @@ def test_disk_full_during_checkpoint_write_is_one_line(tmp_path, monkeypatch):
         ck.save_checkpoint({"w": np.zeros(2, np.float32)}, tmp_path / "c.pkl")
     assert (tmp_path / "c.pkl").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pkl"]
+
+
+def test_every_shipped_config_loads():
+    """The recipes in configs/ and the packaged quickstart configs pass the declared checks."""
+    from jittor_pranet.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    paths = sorted((root / "configs").glob("*.yaml")) + sorted((root / "jittor_pranet" / "configs").glob("*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        load_config(str(path))
