@@ -269,3 +269,21 @@ def test_h5_spacing_round_trip(tmp_path):
     image, label, spacing = read_h5(path)
     assert image.shape == (2, 3, 4) and spacing == (2.0, 1.0, 0.5)
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_acdc_h5_volumes_beside_the_slices_folder(tmp_path):
+    """<root>/slices/*_slice_<k>.h5 with the volumes in <root> itself: the volumes are found (they were
+    missed when only a data/ or volumes/ folder was searched), test = patients without training slices."""
+    rng = np.random.default_rng(2)
+    for vol in ("patient001_frame01", "patient002_frame01", "patient003_frame01"):
+        image = rng.random((2, 8, 8), dtype=np.float32)
+        label = rng.integers(0, 4, (2, 8, 8)).astype(np.uint8)
+        write_h5(tmp_path / f"{vol}.h5", image, label)
+        if vol != "patient003_frame01":
+            for k in range(2):
+                write_h5(tmp_path / "slices" / f"{vol}_slice_{k}.h5", image[k], label[k])
+    data = load_multiclass_data(tmp_path, val_fraction=0.5, seed=0)
+    assert data.kind == "acdc_h5"
+    assert [v.name for v in data.test_volumes] == ["patient003_frame01"]
+    assert len(data.val_volumes) == 1 and len(data.train_slices) == 2
+

@@ -163,6 +163,8 @@ def _detect_acdc_h5(root: Path) -> Optional[dict]:
     volume_dir = _first_dir(root, ("data", "all_volumes", "volumes", "ACDC_training_volumes"))
     if slice_dir is None and volume_dir is None:
         slice_dir = volume_dir = root
+    elif volume_dir is None:  # volumes beside the slices folder (<root>/slices/ + <root>/*.h5)
+        volume_dir = slice_dir.parent
     slices = [p for p in _files(slice_dir, (".h5",)) if "_slice_" in p.name] if slice_dir else []
     volumes = [p for p in _files(volume_dir, (".h5",)) if "_slice_" not in p.name] if volume_dir else []
     if not slices and not volumes:
