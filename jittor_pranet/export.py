@@ -26,6 +26,7 @@ import numpy as np
 from .engine.inference import ModelSpec
 from .errors import UserError
 from .models.registry import EMCAD_DUAL_OUTPUTS, EMCAD_OUTPUTS, V1_OUTPUTS, V2_OUTPUTS
+from .parity import relative_error
 
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_OPSET = 17
@@ -196,16 +197,6 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def _relative(ours: np.ndarray, ref: np.ndarray) -> Tuple[float, float, float]:
-    ours = np.asarray(ours, np.float64)
-    ref = np.asarray(ref, np.float64)
-    if ours.shape != ref.shape:
-        return float("inf"), float(np.abs(ref).max()), float("inf")
-    diff = float(np.abs(ours - ref).max())
-    scale = float(np.abs(ref).max())
-    return diff, scale, diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
-
-
 def check_shapes(size: int, batch: int, entry: ReferenceModel) -> List[Tuple[int, int, int, int]]:
     """Inputs of the check: ``batch`` x size x size, and (dynamic models) one image of another shape."""
     c = entry.in_channels
@@ -239,7 +230,7 @@ def compare_with_jittor(onnx_path: Union[str, os.PathLike], jittor_model, output
         if len(ref) != len(got):
             raise RuntimeError(f"the Jittor model has {len(ref)} outputs, the ONNX model {len(got)}")
         for name, o, r in zip(output_names, got, ref):
-            rows.append(CheckRow(tuple(shape), name, *_relative(o, r)))
+            rows.append(CheckRow(tuple(shape), name, *relative_error(o, r)))
     return rows
 
 

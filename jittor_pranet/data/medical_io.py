@@ -8,8 +8,6 @@ h5py and nibabel are imported where used, so the rest of the data layer works wi
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -17,7 +15,7 @@ import numpy as np
 
 from jittor_pranet.data.io import PathLike
 from jittor_pranet.errors import UserError
-from jittor_pranet.utils.io import atomic_write_bytes
+from jittor_pranet.utils.io import atomic_write_bytes, atomic_write_to
 
 Spacing = Optional[Tuple[float, ...]]
 
@@ -95,23 +93,6 @@ def read_arrays(path: PathLike) -> Tuple[np.ndarray, np.ndarray, Spacing]:
     raise UserError(f"{path}: not an .npz or .h5 file")
 
 
-def _atomic_via_temp(path: Path, write) -> Path:
-    """Let ``write(tmp_path)`` produce the file under a temporary name, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
-
-
 def write_h5(path: PathLike, image: np.ndarray, label: np.ndarray, spacing: Spacing = None,
              compression: Optional[str] = None) -> Path:
     """Write ``image``/``label`` (and ``spacing`` as an attribute) to an ``.h5`` file atomically."""
@@ -124,7 +105,7 @@ def write_h5(path: PathLike, image: np.ndarray, label: np.ndarray, spacing: Spac
             if spacing is not None:
                 f.attrs["spacing"] = np.asarray(spacing, dtype=np.float64)
 
-    return _atomic_via_temp(Path(path), write)
+    return atomic_write_to(path, write)
 
 
 def write_npz(path: PathLike, image: np.ndarray, label: np.ndarray, image_key: str = "image",

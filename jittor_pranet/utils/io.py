@@ -66,6 +66,27 @@ def atomic_write_with(path: PathLike, write: Callable[[BinaryIO], None], make_pa
     return path
 
 
+def atomic_write_to(path: PathLike, write: Callable[[str], None]) -> Path:
+    """For writers that want a file name (h5py, ONNX): ``write(tmp_name)`` makes the file under a
+    temporary name beside ``path``, which is then renamed into place; an error (also one ``write``
+    raises on purpose, e.g. a failed check) leaves no file at ``path`` and no temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _temp_beside(path)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically, creating parent folders; returns the path."""
     return atomic_write_with(path, lambda fh: fh.write(data))
@@ -131,4 +152,4 @@ def atomic_imwrite(path: PathLike, array: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.tobytes())
 
 
-__all__ = ["can_create_in", "atomic_imwrite", "atomic_write_bytes", "atomic_write_many", "atomic_write_text", "atomic_write_with"]
+__all__ = ["can_create_in", "atomic_imwrite", "atomic_write_to", "atomic_write_bytes", "atomic_write_many", "atomic_write_text", "atomic_write_with"]
