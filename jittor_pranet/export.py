@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from .engine.inference import ModelSpec
 from .errors import UserError
 from .models.registry import EMCAD_DUAL_OUTPUTS, EMCAD_OUTPUTS, V1_OUTPUTS, V2_OUTPUTS
 from .parity import relative_error
+from .utils.io import atomic_write_to
 
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_OPSET = 17
@@ -274,10 +274,9 @@ def export_onnx(checkpoint: Union[str, os.PathLike], out: Union[str, os.PathLike
     axes: Dict[str, Dict[int, str]] = {}
     for name in (INPUT_NAME,) + entry.outputs:
         axes[name] = {0: "batch", 2: "height", 3: "width"} if entry.dynamic_spatial else {0: "batch"}
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
     report = ExportReport(out, spec, axes, tolerance=tolerance)
-    try:
+
+    def write_checked(tmp: str) -> None:  # renamed to ``out`` only once the check has passed
         example = torch.zeros(batch, entry.in_channels, side, side)
         with torch.no_grad(), warnings.catch_warnings():
             # the tracer warns about Python-side shape tests (constant for a given model) and that it is
@@ -296,13 +295,8 @@ def export_onnx(checkpoint: Union[str, os.PathLike], out: Union[str, os.PathLike
             if not report.passed:
                 raise UserError(f"the ONNX model differs from the Jittor model by {report.worst:.2e} relative "
                                 f"(bound {tolerance:g}); {out} was not written")
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write_to(out, write_checked, make_parents=False)
     report.seconds = time.perf_counter() - start
     return report
 

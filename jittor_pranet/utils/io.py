@@ -42,36 +42,14 @@ def _temp_beside(path: Path) -> Tuple[int, str]:
     return fd, tmp
 
 
-def atomic_write_with(path: PathLike, write: Callable[[BinaryIO], None], make_parents: bool = True) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it and rename it over ``path``.
-
-    A crash or an error (a full disk, Ctrl-C) leaves the previous file untouched and no temporary file."""
+def atomic_write_to(path: PathLike, write: Callable[[str], None], make_parents: bool = True) -> Path:
+    """``write(tmp_name)`` makes the file under a temporary name beside ``path`` (mode 0666 less the
+    umask), which is then renamed into place. An error (a full disk, Ctrl-C, or one ``write`` raises on
+    purpose, e.g. a failed check) leaves the previous file untouched and no temporary file. For
+    writers that want a file name (h5py, ONNX); :func:`atomic_write_with` hands over an open file."""
     path = Path(path)
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_to(path: PathLike, write: Callable[[str], None]) -> Path:
-    """For writers that want a file name (h5py, ONNX): ``write(tmp_name)`` makes the file under a
-    temporary name beside ``path``, which is then renamed into place; an error (also one ``write``
-    raises on purpose, e.g. a failed check) leaves no file at ``path`` and no temporary file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _temp_beside(path)
     os.close(fd)
     try:
@@ -85,6 +63,19 @@ def atomic_write_to(path: PathLike, write: Callable[[str], None]) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_with(path: PathLike, write: Callable[[BinaryIO], None], make_parents: bool = True) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it and rename it over ``path``
+    (see :func:`atomic_write_to`)."""
+
+    def write_synced(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    return atomic_write_to(path, write_synced, make_parents)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
