@@ -373,28 +373,19 @@ def compare(shapes: Mapping[str, tuple], sd: Mapping[str, np.ndarray]) -> LoadRe
     return rep
 
 
-_PVT_VARIANTS = {(32, (2, 2, 2, 2)): "pvt_v2_b0", (64, (2, 2, 2, 2)): "pvt_v2_b1", (64, (3, 4, 6, 3)): "pvt_v2_b2",
-                 (64, (3, 4, 18, 3)): "pvt_v2_b3", (64, (3, 8, 27, 3)): "pvt_v2_b4", (64, (3, 6, 40, 3)): "pvt_v2_b5"}
-_RES2NET_VARIANTS = {6: "res2net50_v1b_26w_4s", 23: "res2net101_v1b_26w_4s"}
-
-
 def guess_encoder(sd: Mapping[str, np.ndarray]) -> Optional[str]:
     """The encoder variant a state_dict was made with, from its shapes and block counts (or None)."""
-    for prefix in ("backbone.", "resnet.", ""):
-        embed = sd.get(f"{prefix}patch_embed1.proj.weight")
-        if embed is not None:
-            depths = tuple(len({k[len(prefix):].split(".")[1] for k in sd if k.startswith(f"{prefix}block{i}.")})
-                           for i in range(1, 5))
-            return _PVT_VARIANTS.get((int(embed.shape[0]), depths))
-        if f"{prefix}layer3.0.conv1.weight" in sd:
-            blocks = len({k[len(prefix):].split(".")[1] for k in sd if k.startswith(f"{prefix}layer3.")})
-            return _RES2NET_VARIANTS.get(blocks)
-    return None
+    from .models.catalog import identify_encoder
+
+    return identify_encoder(sd)
 
 
 def _num_classes_hint(model, rep: LoadReport, sd: Optional[Mapping[str, np.ndarray]] = None) -> str:
+    from .models.catalog import MODELS
+
+    heads = {i.head for i in MODELS if i.head}
     for key, model_shape, ckpt_shape in rep.mismatched:
-        if key.endswith(("conv5_fg.weight", "conv5_fg.bias")):
+        if key in heads or key[: -len("bias")] + "weight" in heads:
             return (f"; the checkpoint has num_classes={ckpt_shape[0]} but the model was built with "
                     f"num_classes={model_shape[0]} (pass --num-classes {ckpt_shape[0]})")
     ckpt_encoder = guess_encoder(sd) if sd is not None else None

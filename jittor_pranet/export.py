@@ -7,8 +7,9 @@ dynamic height/width where the model allows it), then runs the ONNX file in onnx
 compares every output with the Jittor model's on the same inputs (``max|onnx - jittor| / max|jittor|``,
 default bound 1e-4).  The file is only put in place when the check passes.
 
-Which PyTorch class mirrors which registered model is one table, :data:`REFERENCE_MODELS`: a model added
-to the registry becomes exportable with one entry there.  Needs the ``export`` extra (torch, onnx,
+Which PyTorch class mirrors which registered model is the ``twin`` of its catalog row
+(:mod:`jittor_pranet.models.catalog`), gathered in :data:`REFERENCE_MODELS`: a model whose row names a
+twin is exportable.  Needs the ``export`` extra (torch, onnx,
 onnxruntime).
 """
 from __future__ import annotations
@@ -18,14 +19,15 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .engine.inference import ModelSpec
 from .errors import UserError
-from .models.registry import EMCAD_DUAL_OUTPUTS, EMCAD_OUTPUTS, V1_OUTPUTS, V2_OUTPUTS
+from .models.registry import model_info
 from .parity import relative_error
+from .reference.twins import ReferenceModel, reference_entry, reference_models
 from .utils.io import atomic_write_to
 
 DEFAULT_TOLERANCE = 1e-4
@@ -33,91 +35,8 @@ DEFAULT_OPSET = 17
 INPUT_NAME = "image"
 
 
-@dataclass(frozen=True)
-class ReferenceModel:
-    """How to build the PyTorch twin of a registered model.
-
-    ``factory`` is ``"module:attribute"`` of a callable returning the ``torch.nn.Module`` (a class or a
-    function), called with ``kwargs(spec)``; ``outputs`` names the forward outputs in order (the ONNX
-    output names); ``dynamic_spatial``: height and width may change at run time (any multiple of
-    ``multiple``); otherwise only the batch dimension is dynamic."""
-
-    factory: str
-    kwargs: Callable[[ModelSpec], Dict[str, Any]]
-    outputs: Tuple[str, ...]
-    dynamic_spatial: bool = True
-    multiple: int = 32
-    in_channels: int = 3  # EMCAD: 1 (grayscale CT/MRI slices through the official 1 -> 3 stem)
-
-
-def _res2net_depth(spec: ModelSpec) -> int:
-    encoder = spec.encoder or "res2net50_v1b_26w_4s"
-    depths = {"res2net50_v1b_26w_4s": 50, "res2net101_v1b_26w_4s": 101}
-    if encoder not in depths:
-        raise UserError(f"the PyTorch reference of {spec.name} has no encoder {encoder!r} ({', '.join(depths)})")
-    return depths[encoder]
-
-
-def _pvt_variant(spec: ModelSpec) -> str:
-    encoder = spec.encoder or "pvt_v2_b2"
-    if not encoder.startswith("pvt_v2_"):
-        raise UserError(f"the PyTorch reference of {spec.name} has no encoder {encoder!r} (pvt_v2_b0 ... pvt_v2_b5)")
-    return encoder[len("pvt_v2_"):]
-
-
-def _single_class(spec: ModelSpec) -> None:
-    if spec.num_classes != 1:
-        raise UserError(f"{spec.name} is a single-output model; this checkpoint says {spec.num_classes} classes")
-
-
-def _v2_gain(spec: ModelSpec) -> Dict[str, Any]:
-    gain = spec.gain or "softmax"
-    if gain not in ("softmax", "difference"):
-        raise UserError(f"the PyTorch reference (the official class) has no DSRA gain {gain!r}: "
-                        "only softmax (use_softmax=True) and difference (use_softmax=False)")
-    return {"num_classes": spec.num_classes, "use_softmax": gain == "softmax"}
-
-
-def _v1_res2net(spec: ModelSpec) -> Dict[str, Any]:
-    _single_class(spec)
-    return {"res2net_depth": _res2net_depth(spec)}
-
-
-def _v1_pvt(spec: ModelSpec) -> Dict[str, Any]:
-    _single_class(spec)
-    return {"pvt_variant": _pvt_variant(spec), "drop_path_rate": 0.0}
-
-
-def _v2_res2net(spec: ModelSpec) -> Dict[str, Any]:
-    return {**_v2_gain(spec), "res2net_depth": _res2net_depth(spec)}
-
-
-def _v2_pvt(spec: ModelSpec) -> Dict[str, Any]:
-    return {**_v2_gain(spec), "pvt_variant": _pvt_variant(spec), "drop_path_rate": 0.0}
-
-
-def _emcad(dual: bool):
-    def kwargs(spec: ModelSpec) -> Dict[str, Any]:
-        gain = spec.gain or "softmax"
-        if gain != "softmax":
-            raise UserError(f"the PyTorch reference (the official class) has no DSRA gain {gain!r}, only softmax")
-        return {"num_classes": spec.num_classes, "encoder": spec.encoder or "pvt_v2_b2", "dual": dual,
-                "drop_path_rate": 0.0}
-
-    return kwargs
-
-
-_TORCH_MODELS = "jittor_pranet.reference.torch_models"
-_TORCH_EMCAD = "jittor_pranet.reference.torch_emcad"
-#: registered model name -> its PyTorch twin (extend this table for new models)
-REFERENCE_MODELS: Dict[str, ReferenceModel] = {
-    "pranet_v1_res2net": ReferenceModel(f"{_TORCH_MODELS}:PraNetV1Res2Net", _v1_res2net, V1_OUTPUTS),
-    "pranet_v1_pvt": ReferenceModel(f"{_TORCH_MODELS}:PraNetV1PVT", _v1_pvt, V1_OUTPUTS),
-    "pranet_v2_res2net": ReferenceModel(f"{_TORCH_MODELS}:PraNetV2Res2Net", _v2_res2net, V2_OUTPUTS),
-    "pranet_v2_pvt": ReferenceModel(f"{_TORCH_MODELS}:PraNetV2PVT", _v2_pvt, V2_OUTPUTS),
-    "emcad_b2": ReferenceModel(f"{_TORCH_EMCAD}:EMCADNet", _emcad(False), EMCAD_OUTPUTS, in_channels=1),
-    "emcad_b2_dsra": ReferenceModel(f"{_TORCH_EMCAD}:EMCADNet", _emcad(True), EMCAD_DUAL_OUTPUTS, in_channels=1),
-}
+#: registered model name -> its PyTorch twin, from the catalog rows (:mod:`jittor_pranet.reference.twins`)
+REFERENCE_MODELS: Dict[str, ReferenceModel] = reference_models()
 
 
 def require_export_deps():
@@ -132,14 +51,6 @@ def require_export_deps():
     if missing:
         raise UserError(f"ONNX export needs {', '.join(missing)}: pip install 'jittor-pranet[export]'")
     return tuple(modules)
-
-
-def reference_entry(name: str) -> ReferenceModel:
-    try:
-        return REFERENCE_MODELS[name]
-    except KeyError:
-        raise UserError(f"no PyTorch reference is registered for {name!r} (jittor_pranet.export.REFERENCE_MODELS "
-                        f"has {', '.join(sorted(REFERENCE_MODELS))})") from None
 
 
 def build_reference(spec: ModelSpec, state_dict: Optional[Mapping[str, np.ndarray]] = None, source: str = "weights"):
@@ -267,8 +178,9 @@ def export_onnx(checkpoint: Union[str, os.PathLike], out: Union[str, os.PathLike
                               source=str(checkpoint))
     entry = reference_entry(spec.name)
     side = int(size or spec.test_size or DEFAULT_SIZE)
-    if side < entry.multiple or side % entry.multiple:
-        raise UserError(f"--size must be a positive multiple of {entry.multiple}, not {side}")
+    problem = model_info(spec.name).input.problem(side)
+    if problem:
+        raise UserError(f"--size {problem}")
     reference = build_reference(spec, loaded.state_dict, source=str(checkpoint))
 
     axes: Dict[str, Dict[int, str]] = {}

@@ -8,10 +8,11 @@ the kernel) and cheap, since the mask needs no gradient.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
+from .models.catalog import V2_OUTPUTS
 from .ops import jt
 
 BOX = 31
@@ -58,14 +59,20 @@ def structure_loss(pred: "jt.Var", mask: "jt.Var", pred_bg: "jt.Var" = None, mas
     return total.mean()
 
 
-def pranet_loss(outputs: Sequence["jt.Var"], mask: "jt.Var", bg_weight: float = 0.8) -> "jt.Var":
+def pranet_loss(outputs: Sequence["jt.Var"], mask: "jt.Var", bg_weight: float = 0.8,
+                dual: Optional[bool] = None) -> "jt.Var":
     """Sum of the structure loss over the side outputs.
 
-    V1 (4 outputs): plain structure loss on each. V2 (8 outputs fg2..fg5, bg2..bg5): each fg/bg pair
-    with the background BCE against ``1 - mask``, as the official MyTrain_med.py.
+    V1 (``dual=False``): plain structure loss on each. V2 (``dual=True``: fg2..fg5 then bg2..bg5): each
+    fg/bg pair with the background BCE against ``1 - mask``, as the official MyTrain_med.py.  The trainer
+    passes ``dual`` from the model's catalog row; ``None`` (callers without one) reads the PraNet-V2
+    output layout, fg and bg outputs for each of the V1 stages.
     """
     weit = boundary_weight(mask)
-    if len(outputs) == 8:
+    if dual is None:
+        dual = len(outputs) == len(V2_OUTPUTS)
+    if dual:
+        half = len(outputs) // 2
         bg_mask = (1 - mask).stop_grad()
-        return sum(structure_loss(outputs[i], mask, outputs[i + 4], bg_mask, bg_weight, weit) for i in range(4))
+        return sum(structure_loss(outputs[i], mask, outputs[i + half], bg_mask, bg_weight, weit) for i in range(half))
     return sum(structure_loss(o, mask, weight=weit) for o in outputs)

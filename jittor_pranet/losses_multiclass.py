@@ -26,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .losses import bce_with_logits
+from .models.catalog import EMCAD_DUAL_OUTPUTS
 from .ops import jt
 
 SUPERVISIONS = ("mutation", "deep_supervision", "last_layer")
@@ -155,6 +156,7 @@ def multiclass_loss(outputs: Sequence["jt.Var"], labels: "jt.Var", supervision: 
 def multiclass_seg_loss(outputs: Sequence["jt.Var"], labels: "jt.Var", dual: Optional[bool] = None,
                         **kw) -> "jt.Var":
     """:func:`multiclass_dsra_loss` for dual (fg/bg) models, :func:`multiclass_loss` otherwise;
-    ``dual=None`` decides by the output count (8 = dual: EMCAD+DSRA and multi-class PraNet-V2)."""
-    dual = len(outputs) == 8 if dual is None else dual
+    ``dual=None`` (callers without the model's catalog row) reads the dual output layout of
+    EMCAD+DSRA and multi-class PraNet-V2 (four fg then four bg maps)."""
+    dual = len(outputs) == len(EMCAD_DUAL_OUTPUTS) if dual is None else dual
     return multiclass_dsra_loss(outputs, labels, **kw) if dual else multiclass_loss(outputs, labels, **kw)

@@ -1,7 +1,7 @@
 """Jittor-vs-PyTorch parity: same weights, same input, every intermediate and final tensor compared.
 
-Shared by the test suite and ``jittor-pranet parity``.  The PyTorch side is our own reference
-implementation (:mod:`jittor_pranet.reference.torch_models`), checked against the official classes;
+Shared by the test suite and ``jittor-pranet parity``.  The PyTorch side is the model's twin (named by
+its catalog row, built by :mod:`jittor_pranet.reference.twins`), checked against the official classes;
 weights are random with randomised BatchNorm statistics and affine parameters (so eval-mode
 normalisation is not an identity), or come from the user's checkpoint.
 
@@ -53,13 +53,17 @@ def _require_torch():
     return torch_models
 
 
-def make_pair(name: str, num_classes: int = 1, seed: int = 0, checkpoint: Optional[str] = None, **kw):
-    """(jittor_model, torch_model) in eval mode holding identical weights."""
+def make_pair(name: str, num_classes: int = 1, seed: int = 0, checkpoint: Optional[str] = None,
+              encoder: Optional[str] = None, gain: Optional[str] = None):
+    """(jittor_model, torch_model) in eval mode holding identical weights (``encoder``/``gain``: other
+    than the model's default)."""
     tm = _require_torch()
     from . import checkpoint as ck
     from .models import build_model
+    from .reference.twins import build_twin
 
-    torch_model = tm.build_torch_model(name, num_classes=num_classes, **kw)
+    torch_model = build_twin(name, num_classes, encoder, gain)
+    kw = {k: v for k, v in (("encoder", encoder), ("gain", gain)) if v}
     if checkpoint:
         sd = ck.read_state_dict(checkpoint).state_dict
         rep = ck.compare({k: tuple(v.shape) for k, v in tm.state_dict_numpy(torch_model).items()}, sd)
@@ -103,10 +107,12 @@ def compare_forward(jt_model, torch_model, x: np.ndarray, output_names: Sequence
 
 
 def run_parity(name: str, num_classes: int = 1, sizes: Sequence[Tuple[int, int]] = ((352, 352),), batch: int = 2,
-               seed: int = 0, checkpoint: Optional[str] = None, in_channels: int = 3) -> Dict[str, List[ParityRow]]:
-    """Parity rows per input size, e.g. ``{"2x3x352x352": [...]}``."""
+               seed: int = 0, checkpoint: Optional[str] = None, in_channels: Optional[int] = None
+               ) -> Dict[str, List[ParityRow]]:
+    """Parity rows per input size, e.g. ``{"2x3x352x352": [...]}`` (``in_channels``: default the model's)."""
     jt_model, torch_model = make_pair(name, num_classes, seed, checkpoint)
     names = model_info(name).outputs
+    in_channels = model_info(name).in_channels if in_channels is None else in_channels
     rng = np.random.default_rng(seed + 1)
     results = {}
     for h, w in sizes:

@@ -355,13 +355,14 @@ class _ModelSet:
 
         self.env, self.name = env, name
         self.tm = None
-        kw = {"drop_path_rate": 0.0} if model_info(name).encoder_family == "pvt" else {}  # deterministic steps
+        kw = {"drop_path_rate": 0.0} if model_info(name).takes_drop_path() else {}  # deterministic steps
         self.kw = kw
         if env.torch is not None:
             from ..reference import torch_models as tmods
+            from ..reference.twins import build_twin
 
             self.tmods = tmods
-            self.tm = tmods.randomize_(tmods.build_torch_model(name, **kw), seed).to(env.tdev)
+            self.tm = tmods.randomize_(build_twin(name), seed).to(env.tdev)  # twins are built without drop path
             self.state = tmods.state_dict_numpy(self.tm)
         else:
             self.state = None

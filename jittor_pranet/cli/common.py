@@ -179,9 +179,12 @@ def open_checkpoint(args):
         warn(f"{args.checkpoint}: {len(random_tensors)} tensors were not in the checkpoint it was converted from "
              f"(convert --partial) and hold random values, e.g. {random_tensors[0]}: predictions are not meaningful")
     size = args.size if args.size is not None else (spec.test_size or DEFAULT_SIZE)
-    if size < 32 or size % 32:
+    from ..models.registry import model_info
+
+    problem = model_info(spec.name).input.problem(size)
+    if problem:
         where = "--size" if args.size is not None else f"the test size from the {spec.sources.get('test_size')}"
-        raise UserError(f"{where} must be a positive multiple of 32 (the encoders downsample by 32), not {size}")
+        raise UserError(f"{where} {problem} (the input sizes {spec.name} accepts)")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, not {args.batch_size}")
     check_tta_args(args, size)

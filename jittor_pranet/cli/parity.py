@@ -21,11 +21,15 @@ def register(sub) -> None:
         description="Load the same weights (your PyTorch checkpoint, or random weights with randomised "
                     "BatchNorm statistics) into the Jittor model and our PyTorch reference, run both in "
                     "eval mode, and print max|jittor - torch| / max|torch| per tensor. Needs torch.")
-    p.add_argument("--model", action="append", choices=model_choices("binary") + ["all"],
-                   help="model to check (repeatable; 'all' = the four models; default all)")
+    p.add_argument("--model", action="append", choices=model_choices() + ["all"],
+                   help="model to check (repeatable; 'all' = every registered model with a PyTorch twin; "
+                        "default all)")
     p.add_argument("--checkpoint", help="PyTorch checkpoint with official key names (default: random weights)")
-    p.add_argument("--num-classes", type=int, default=1)
-    p.add_argument("--size", action="append", type=_size, help="input HxW, e.g. 352 or 320x416 (repeatable)")
+    p.add_argument("--num-classes", type=int, default=None,
+                   help="classes of the multi-class and fg/bg models (default: the model's own; "
+                        "single-output binary models always 1)")
+    p.add_argument("--size", action="append", type=_size,
+                   help="input HxW, e.g. 352 or 320x416 (repeatable; default the model's official size)")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tol", type=float, default=None, help="relative tolerance (default 5e-5)")
@@ -44,13 +48,21 @@ def run(args) -> int:
     tol = args.tol if args.tol is not None else DEFAULT_TOLERANCE
     models = args.model or ["all"]
     if "all" in models:
-        models = model_choices("binary")
+        models = [n for n in model_choices() if model_info(n).twin is not None]
     if args.checkpoint and len(models) != 1:
         raise UserError("--checkpoint needs exactly one --model")
-    sizes = args.size or [(352, 352)]
     report, failed = {}, 0
     for name in models:
-        nc = args.num_classes if model_info(name).dual else 1
+        info = model_info(name)
+        if info.dual or info.task == "multiclass":
+            nc = info.default_num_classes if args.num_classes is None else args.num_classes
+        else:
+            nc = 1
+        sizes = args.size or [(info.default_size, info.default_size)]
+        for h, w in sizes:
+            problem = info.input.problem(h, w)
+            if problem:
+                raise UserError(f"--size for {name}: {problem}")
         results = run_parity(name, nc, sizes, args.batch, args.seed, args.checkpoint)
         for key, rows in results.items():
             worst = max(rows, key=lambda r: r.rel)

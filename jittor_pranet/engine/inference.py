@@ -67,15 +67,6 @@ def _get(obj: Any, dotted: str) -> Any:
     return obj
 
 
-def _infer_num_classes(state_dict: Mapping[str, np.ndarray]) -> Optional[int]:
-    """Output channels of the prediction head, read from the weights (official files carry no metadata)."""
-    for suffix in ("agg1.conv5_fg.weight", "agg1.conv5.weight", "ra2_conv4_fg.conv.weight", "ra2_conv4.conv.weight"):
-        for key, value in state_dict.items():
-            if key.endswith(suffix) and getattr(value, "ndim", 0) >= 1:
-                return int(value.shape[0])
-    return None
-
-
 def _size_of(cfg: Any) -> Optional[int]:
     """A config's test size: ``data.test_size``, else the size it trained at (``data.train_size``)."""
     value = _get(cfg, "data.test_size")
@@ -98,23 +89,23 @@ def resolve_model_spec(
 
     The test size is ``data.test_size`` or else ``data.train_size`` of a config: a model is tested at the
     size it was trained at (352 in the official recipe)."""
-    from ..checkpoint import guess_encoder
-    from ..models.registry import head_classes, list_models, model_info, recognise_model
+    from ..models.registry import head_classes, identify, list_models, model_info
 
     meta = meta if isinstance(meta, Mapping) else {}
+    weights_model, weights_encoder, weights_classes = identify(state_dict or {})
     meta_cfg = meta.get("config")
     candidates = {
         "name": [("--model", model), ("config", _get(config, "model.name")),
                  ("checkpoint", meta.get("model") if isinstance(meta.get("model"), str) else None),
                  ("checkpoint config", _get(meta_cfg, "model.name")),
-                 ("weights", recognise_model(state_dict or {}))],
+                 ("weights", weights_model)],
         "num_classes": [("--num-classes", num_classes), ("config", _get(config, "model.num_classes")),
                         ("checkpoint", meta.get("num_classes")),
                         ("checkpoint config", _get(meta_cfg, "model.num_classes")),
-                        ("weights", _infer_num_classes(state_dict or {}))],
+                        ("weights", weights_classes)],
         "encoder": [("--encoder", encoder), ("config", _get(config, "model.encoder")), ("checkpoint", meta.get("encoder")),
                     ("checkpoint config", _get(meta_cfg, "model.encoder")),
-                    ("weights", guess_encoder(state_dict or {}))],
+                    ("weights", weights_encoder)],
         "gain": [("config", _get(config, "model.gain")), ("checkpoint", meta.get("gain")),
                  ("checkpoint config", _get(meta_cfg, "model.gain"))],
         "test_size": [("config", _size_of(config)), ("checkpoint config", _size_of(meta_cfg))],
@@ -250,8 +241,11 @@ class Predictor:
 
     def __init__(self, model, size: int = DEFAULT_SIZE, batch_size: int = 1, num_classes: Optional[int] = None,
                  pad_batches: bool = True):
-        if size < 32 or size % 32:
-            raise UserError(f"size must be a positive multiple of 32 (the encoders downsample by 32), not {size}")
+        from ..models.registry import input_contract
+
+        problem = input_contract(model).problem(int(size))
+        if problem:
+            raise UserError(f"size {problem} (the input sizes this model accepts)")
         if batch_size < 1:
             raise UserError(f"batch_size must be >= 1, not {batch_size}")
         self.model = model

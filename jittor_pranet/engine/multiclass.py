@@ -34,7 +34,7 @@ def takes_grayscale(model_name: str) -> bool:
     """EMCAD has the official 1 -> 3 channel stem for grayscale slices; PraNet takes RGB."""
     from ..models.registry import model_info
 
-    return model_info(model_name).family == "emcad"
+    return model_info(model_name).in_channels == 1
 
 
 def as_model_input(images: np.ndarray, model_name: str) -> np.ndarray:
@@ -70,41 +70,34 @@ def load_data(cfg: Dict[str, Any], log: Callable[[str], None] = print):
     return data
 
 
-def resolve_loss(cfg: Dict[str, Any], n_outputs: int) -> Callable:
-    """``train.loss`` as a function of (outputs, labels): dsra needs the 8 fg/bg outputs."""
+def resolve_loss(cfg: Dict[str, Any], info) -> Callable:
+    """``train.loss`` as a function of (outputs, labels) for the model of catalog row ``info``
+    (``auto``: the model's own supervision, ``info.loss``); dsra needs a model with fg/bg outputs."""
     from ..losses_multiclass import multiclass_dsra_loss, multiclass_loss
 
     kind, supervision = cfg["train"]["loss"], cfg["train"]["supervision"]
     if kind == "auto":
-        kind = "dsra" if n_outputs == 8 else "baseline"
+        kind = info.loss
     if kind == "dsra":
-        if n_outputs != 8:
+        if not info.dual:
             raise UserError(f"train.loss=dsra needs a model with fg/bg outputs (emcad_b2_dsra, pranet_v2_*); "
-                            f"{cfg['model']['name']} has {n_outputs} outputs")
+                            f"{cfg['model']['name']} has {len(info.outputs)} outputs")
         return lambda outs, labels: multiclass_dsra_loss(outs, labels, supervision=supervision)
-    if n_outputs == 8:  # a dual model trained without DSRA supervision: its four fg outputs only
-        return lambda outs, labels: multiclass_loss(list(outs)[:4], labels, supervision=supervision)
+    if info.dual:  # a dual model trained without DSRA supervision: its fg outputs only
+        n_fg = len(info.fg_outputs)
+        return lambda outs, labels: multiclass_loss(list(outs)[:n_fg], labels, supervision=supervision)
     return lambda outs, labels: multiclass_loss(outs, labels, supervision=supervision)
 
 
-def output_count(model) -> int:
-    """8 for models with fg/bg outputs (EMCAD+DSRA, PraNet-V2), else 4."""
-    from ..models import PraNetV2
-
-    names = getattr(model, "output_names", None)
-    if names:
-        return len(names)
-    return 8 if isinstance(model, PraNetV2) else 4
-
-
-def logits_function(model, model_name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy N x C x S x S -> numpy logits N x K x S x S, the map the official test scripts arg-max."""
+def logits_function(model, model_name: str, rule: Optional[str] = None) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy N x C x S x S -> numpy logits N x K x S x S, the map the official test scripts arg-max
+    (``rule``: another of the catalog's prediction rules, e.g. the model's validation rule)."""
     from ..models import prediction_logits
 
     def predict(batch: np.ndarray) -> np.ndarray:
         with jt.no_grad():
             x = jt.array(np.ascontiguousarray(as_model_input(batch, model_name), dtype=np.float32))
-            return prediction_logits(model, model(x)).numpy()
+            return prediction_logits(model, model(x), rule).numpy()
 
     return predict
 
@@ -169,7 +162,9 @@ class MultiClassTrainer(Trainer):
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        self.loss_fn = resolve_loss(self.cfg, output_count(self.model))
+        from ..models.registry import model_info
+
+        self.loss_fn = resolve_loss(self.cfg, model_info(self.cfg["model"]["name"]))
 
     def _meta(self) -> Dict[str, Any]:
         meta = super()._meta()
@@ -191,11 +186,13 @@ class MultiClassTrainer(Trainer):
 
     def validate(self) -> Dict[str, float]:
         """Mean Dice / IoU over classes of the validation volumes (no HD95: selection needs Dice only)."""
+        from ..models.registry import model_info
         from .volume_eval import evaluate_volumes
 
+        rule = model_info(self.cfg["model"]["name"]).validation_rule
         self.model.eval()
         try:
-            result = evaluate_volumes(self.data.iter_volumes("val"), logits_function(self.model, self.cfg["model"]["name"]),
+            result = evaluate_volumes(self.data.iter_volumes("val"), logits_function(self.model, self.cfg["model"]["name"], rule),
                                       self.data.class_names, self.val_size, batch_size=8, progress=False,
                                       total=len(self.data.val_volumes), compute_hd95=False)
         finally:

@@ -118,7 +118,7 @@ class Trainer:
         info = model_info(m["name"])
         if info.dual:
             kw["gain"] = m["gain"]
-        if (m.get("encoder") or info.encoder).startswith("pvt"):
+        if info.takes_drop_path(m.get("encoder")):
             kw["drop_path_rate"] = float(m["drop_path_rate"])
         try:
             self.model = build_model(m["name"], num_classes=int(m["num_classes"]), **kw)
@@ -213,10 +213,11 @@ class Trainer:
 
         t = self.cfg["train"]
         x, y = jt.array(images), jt.array(masks)
+        dual = model_info(self.cfg["model"]["name"]).loss == "dsra"
         losses = {}
         for size in scale_sizes(self.train_size, t["multi_scale"]):
             xs, ys = rescale_batch(x, y, size)
-            loss = pranet_loss(self.model(xs), ys)
+            loss = pranet_loss(self.model(xs), ys, dual=dual)
             self.optimizer.step(loss)
             # Evaluate the running-stat updates now: left lazy they would be fused into the next
             # step's graph and round differently from a run resumed from saved values.
@@ -322,7 +323,8 @@ class Trainer:
             for i in range(0, len(self.val_set), 8):
                 items = [self.val_set[j] for j in range(i, min(i + 8, len(self.val_set)))]
                 x = jt.array(np.stack([it["image"] for it in items]))
-                logits = prediction_logits(self.model, self.model(x)).numpy()
+                rule = model_info(self.cfg["model"]["name"]).validation_rule
+                logits = prediction_logits(self.model, self.model(x), rule).numpy()
                 for j in range(len(items)):
                     gt = read_mask(self.val_pairs[i + j][1], int(self.cfg["data"]["mask_threshold"]))
                     pred = to_uint8_map(probabilities(logits[j], gt.shape)[0])  # the official protocol

@@ -3,12 +3,12 @@
 The registry (names, facts, ``build_model``) imports no Jittor; the model classes below are loaded
 on first use, so ``from jittor_pranet.models import list_models`` stays cheap.
 """
-from .registry import ModelInfo, build_model, list_models, model_info, register_model
+from .registry import ModelInfo, build_model, list_models, model_info, prediction_logits, register_model
 
 _LAZY = {
     "DSRA": ".dsra", "GAIN_MODES": ".dsra", "dsra_fuse": ".dsra", "reverse_gain": ".dsra",
     "EMCADNet": ".emcad", "emcad_prediction_logits": ".emcad",
-    "PraNetV1": ".pranet", "PraNetV2": ".pranet", "build_encoder": ".pranet", "prediction_logits": ".pranet",
+    "PraNetV1": ".pranet", "PraNetV2": ".pranet", "build_encoder": ".pranet",
 }
 
 
@@ -20,4 +20,4 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["build_model", "list_models", "register_model", "model_info", "ModelInfo", *_LAZY]
+__all__ = ["build_model", "list_models", "register_model", "model_info", "ModelInfo", "prediction_logits", *_LAZY]

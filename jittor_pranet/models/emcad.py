@@ -30,22 +30,15 @@ from typing import Dict, List, Sequence
 
 from ..errors import UserError
 from ..ops import GELU, BatchNorm2d, Conv2d, jt, resize_bilinear
+from .catalog import EMCAD_DUAL_OUTPUTS, EMCAD_OUTPUTS, combine_outputs, row
 from .dsra import GAIN_MODES, dsra_fuse
 from .layers import BasicConv2d
 from .pvtv2 import PVT_VARIANTS
 
 from jittor import nn
 
-OUTPUTS = ("p4", "p3", "p2", "p1")
-DUAL_OUTPUTS = OUTPUTS + ("p4_bg", "p3_bg", "p2_bg", "p1_bg")
-
-#: what the trainer/CLI need to know about each registered EMCAD model
-MODEL_FACTS: Dict[str, dict] = {
-    "emcad_b2": dict(family="emcad", dual=False, outputs=OUTPUTS, default_size=224, default_num_classes=9,
-                     prediction="last", encoder="pvt_v2_b2"),
-    "emcad_b2_dsra": dict(family="emcad", dual=True, outputs=DUAL_OUTPUTS, default_size=224,
-                          default_num_classes=9, prediction="sum_fg", encoder="pvt_v2_b2"),
-}
+OUTPUTS, DUAL_OUTPUTS = EMCAD_OUTPUTS, EMCAD_DUAL_OUTPUTS
+_INPUT = row("emcad_b2").input
 
 ACTIVATIONS = ("relu", "relu6", "leakyrelu", "gelu")
 
@@ -300,8 +293,9 @@ class EMCADNet(nn.Module):
 
     def execute(self, x, return_intermediates: bool = False):
         h, w = x.shape[2:]
-        if h % 32 or w % 32:
-            raise UserError(f"EMCAD input size must be a multiple of 32 in height and width, got {h}x{w}")
+        problem = _INPUT.problem(h, w)
+        if problem:
+            raise UserError(f"EMCAD input size {problem}")
         if x.shape[1] == 1:
             x = self.conv(x)
         inter: Dict[str, jt.Var] = {}
@@ -318,10 +312,8 @@ class EMCADNet(nn.Module):
 
 def emcad_prediction_logits(model_or_dual, outputs):
     """The logits the official test script arg-maxes: dual -> ``p4 + p3 + p2 + p1``, else ``p1``."""
-    dual = model_or_dual if isinstance(model_or_dual, bool) else getattr(model_or_dual, "dual", len(outputs) == 8)
-    if dual:
-        return outputs[0] + outputs[1] + outputs[2] + outputs[3]
-    return outputs[-1]
+    dual = model_or_dual if isinstance(model_or_dual, bool) else model_or_dual.dual
+    return combine_outputs(row("emcad_b2_dsra" if dual else "emcad_b2").prediction_rule, outputs)
 
 
 def decoder_parameter_count(model: EMCADNet) -> int:

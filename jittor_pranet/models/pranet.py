@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
+from .catalog import encoder_family
 from .dsra import GAIN_MODES, dsra_fuse
 from .layers import Aggregation, BasicConv2d, RFB_modified
 from .pvtv2 import PVT_VARIANTS
@@ -49,7 +50,8 @@ class _PraNetBase(nn.Module):
     encoder_attr = "backbone"
 
     def _init_common(self, encoder: str, channel: int, drop_path_rate: float):
-        kw = {"drop_path_rate": drop_path_rate} if encoder.startswith("pvt") else {}
+        family = encoder_family(encoder)
+        kw = {"drop_path_rate": drop_path_rate} if family is not None and family.drop_path else {}
         enc = build_encoder(encoder, **kw)
         setattr(self, self.encoder_attr, enc)
         self.encoder_name = encoder
@@ -74,12 +76,15 @@ class PraNetV1(_PraNetBase):
     """PraNet-V1: partial decoder then three reverse-attention stages ``(1 - sigmoid(prev)) * F``."""
 
     num_outputs = 4
+    dual = False
 
     def __init__(self, encoder: str = "res2net50_v1b_26w_4s", channel: int = 32, num_classes: int = 1,
                  drop_path_rate: float = 0.1):
         if num_classes != 1:
             raise ValueError("PraNet-V1 is binary only (num_classes=1); use a PraNet-V2 model for more classes")
-        self.encoder_attr = "resnet" if encoder.startswith("res2net") else "backbone"
+        # the official PraNet-V1 keeps a Res2Net encoder under ``resnet``
+        family = encoder_family(encoder)
+        self.encoder_attr = "resnet" if family is not None and family.name == "res2net" else "backbone"
         self.num_classes = 1
         self._init_common(encoder, channel, drop_path_rate)
         c2, c3, c4 = self.channels
@@ -117,6 +122,7 @@ class PraNetV2(_PraNetBase):
     """PraNet-V2: partial decoder with fg/bg heads, then three DSRA stages (see :mod:`.dsra`)."""
 
     num_outputs = 8
+    dual = True
 
     def __init__(self, encoder: str = "res2net50_v1b_26w_4s", channel: int = 32, num_classes: int = 1,
                  gain: str = "softmax", drop_path_rate: float = 0.1):
@@ -168,6 +174,6 @@ class PraNetV2(_PraNetBase):
 
 def prediction_logits(model, outputs):
     """The map the official test scripts turn into a prediction: V2 sums fg2..fg5, V1 takes lateral_map_2."""
-    if isinstance(model, PraNetV2) or len(outputs) == 8:
-        return outputs[0] + outputs[1] + outputs[2] + outputs[3]
-    return outputs[-1]
+    from .registry import prediction_logits as by_rule
+
+    return by_rule(model, outputs)

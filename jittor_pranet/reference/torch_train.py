@@ -6,10 +6,12 @@ map against ``1 - mask``; gradients clamped element-wise to [-clip, clip]; ``tor
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from ..models.catalog import V2_OUTPUTS
 
 
 def structure_loss(pred, mask, pred_bg=None, mask_bg=None, bg_weight: float = 0.8):
@@ -26,10 +28,15 @@ def structure_loss(pred, mask, pred_bg=None, mask_bg=None, bg_weight: float = 0.
     return total.mean()
 
 
-def pranet_loss(outputs: Sequence[torch.Tensor], mask: torch.Tensor, bg_weight: float = 0.8):
-    if len(outputs) == 8:
+def pranet_loss(outputs: Sequence[torch.Tensor], mask: torch.Tensor, bg_weight: float = 0.8,
+                dual: Optional[bool] = None):
+    """``dual``: fg outputs then bg outputs (PraNet-V2); None reads the PraNet-V2 output layout."""
+    if dual is None:
+        dual = len(outputs) == len(V2_OUTPUTS)
+    if dual:
+        half = len(outputs) // 2
         bg = 1 - mask
-        return sum(structure_loss(outputs[i], mask, outputs[i + 4], bg, bg_weight) for i in range(4))
+        return sum(structure_loss(outputs[i], mask, outputs[i + half], bg, bg_weight) for i in range(half))
     return sum(structure_loss(o, mask) for o in outputs)
 
 
