@@ -138,7 +138,7 @@ def _bn_module(c, w, b):
 
 @pytest.mark.parametrize("dim,heads,sr", [(64, 1, 8), (128, 2, 4), (320, 5, 2), (512, 8, 1)])
 def test_pvt_attention_matches_plain(dim, heads, sr, monkeypatch):
-    from jittor_pranet.models.pvtv2 import Attention
+    from jittor_pranet.models.encoders.pvtv2 import Attention
 
     h, w, b = (16, 16, 2) if sr == 8 else (8, 6, 2)
     m = Attention(dim, heads, True, sr)
@@ -385,8 +385,8 @@ def test_fused_inference_parity_with_torch(name):
     """BatchNorm folding plus Res2Net's fused blocks (odd sizes: see the pool tests; the models need 32 | H, W)."""
     pytest.importorskip("torch")
     from jittor_pranet import parity
-    from jittor_pranet.models.layers import BasicConv2d
-    from jittor_pranet.models.res2net import Bottle2neck
+    from jittor_pranet.models.decoders.pranet import BasicConv2d
+    from jittor_pranet.models.encoders.res2net import Bottle2neck
 
     jm, tm = parity.make_pair(name, 1, seed=4)
     state = {k: v.numpy() for k, v in jm.state_dict().items()}
@@ -420,7 +420,7 @@ def test_res2net_training_path_matches_plain_modules(monkeypatch):
     BatchNorm kernels followed by separate (Jittor) add and ReLU: outputs, every parameter gradient
     and the running statistics, float32."""
     from jittor_pranet.models import res2net
-    from jittor_pranet.models.res2net import Res2NetV1b
+    from jittor_pranet.models.encoders.res2net import Res2NetV1b
 
     def bn_then_add_relu(bn, x, residual=None, relu=False):  # the plain composition of batch_norm_act
         y = bn(x)
@@ -486,7 +486,7 @@ def test_fused_models_fall_back_to_jittor_kernels(name):
 def test_fused_res2net_keeps_input_gradients_in_eval_mode():
     """Gradients w.r.t. the input of a fused model (saliency-style use of a loaded model) take the
     folded stem convolutions but not the block ops, which have no backward: same as unfused."""
-    from jittor_pranet.models.res2net import Res2NetV1b
+    from jittor_pranet.models.encoders.res2net import Res2NetV1b
 
     jt.set_global_seed(5)
     enc = Res2NetV1b((1, 1, 1, 1))

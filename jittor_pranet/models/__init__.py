@@ -6,7 +6,8 @@ on first use, so ``from jittor_pranet.models import list_models`` stays cheap.
 from .registry import ModelInfo, build_model, list_models, model_info, prediction_logits, register_model
 
 _LAZY = {
-    "DSRA": ".dsra", "GAIN_MODES": ".dsra", "dsra_fuse": ".dsra", "reverse_gain": ".dsra",
+    "DSRA": ".decoders.dsra", "GAIN_MODES": ".decoders.dsra", "dsra_fuse": ".decoders.dsra",
+    "reverse_gain": ".decoders.dsra",
     "EMCADNet": ".emcad", "emcad_prediction_logits": ".emcad",
     "PraNetV1": ".pranet", "PraNetV2": ".pranet", "build_encoder": ".pranet",
 }

@@ -136,10 +136,10 @@ def _identify_res2net(sd: Mapping[str, object], prefix: str) -> Optional[str]:
 
 
 ENCODERS: Tuple[EncoderFamily, ...] = (
-    EncoderFamily("pvt_v2", tuple(sorted(set(_PVT_SHAPES.values()))), "jittor_pranet.models.pvtv2:PVT_VARIANTS",
+    EncoderFamily("pvt_v2", tuple(sorted(set(_PVT_SHAPES.values()))), "jittor_pranet.models.encoders.pvtv2:PVT_VARIANTS",
                   True, _identify_pvt, "patch_embed1.proj.weight"),
     EncoderFamily("res2net", tuple(_RES2NET_LAYER3_BLOCKS.values()),
-                  "jittor_pranet.models.res2net:RES2NET_VARIANTS", False, _identify_res2net,
+                  "jittor_pranet.models.encoders.res2net:RES2NET_VARIANTS", False, _identify_res2net,
                   "layer3.0.conv1.weight"),
 )
 

@@ -31,9 +31,9 @@ from typing import Dict, List, Sequence
 from ..errors import UserError
 from ..ops import GELU, BatchNorm2d, Conv2d, jt, resize_bilinear
 from .catalog import EMCAD_DUAL_OUTPUTS, EMCAD_OUTPUTS, combine_outputs, row
-from .dsra import GAIN_MODES, dsra_fuse
-from .layers import BasicConv2d
-from .pvtv2 import PVT_VARIANTS
+from .decoders.dsra import GAIN_MODES, dsra_fuse
+from .decoders.pranet import BasicConv2d
+from .encoders.pvtv2 import PVT_VARIANTS
 
 from jittor import nn
 

@@ -16,10 +16,10 @@ from typing import Dict, List
 
 from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
 from .catalog import encoder_family
-from .dsra import GAIN_MODES, dsra_fuse
-from .layers import Aggregation, BasicConv2d, RFB_modified
-from .pvtv2 import PVT_VARIANTS
-from .res2net import RES2NET_VARIANTS
+from .decoders.dsra import GAIN_MODES, dsra_fuse
+from .decoders.pranet import Aggregation, BasicConv2d, RFB_modified
+from .encoders.pvtv2 import PVT_VARIANTS
+from .encoders.res2net import RES2NET_VARIANTS
 
 from jittor import nn
 

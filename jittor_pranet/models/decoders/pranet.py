@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Tuple, Union
 
-from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
+from ...ops import BatchNorm2d, Conv2d, jt, resize_bilinear
 
 from jittor import nn
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
-from ..ops import jt, resize_bilinear
+from ...ops import jt, resize_bilinear
 
 from jittor import nn
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import List, NamedTuple, Sequence
 
-from ..ops import BatchNorm2d, Conv2d, Linear, avg_pool3x3, avg_pool_ceil, batch_norm_act, jt, max_pool3x3_s2
+from ...ops import BatchNorm2d, Conv2d, Linear, avg_pool3x3, avg_pool_ceil, batch_norm_act, jt, max_pool3x3_s2
 
 from jittor import nn
 

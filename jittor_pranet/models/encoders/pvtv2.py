@@ -14,11 +14,11 @@ from typing import List, Sequence
 
 import numpy as np
 
-from ..kernels import attention as k_attention
-from ..kernels import conv as k_conv
-from ..kernels import flags
-from ..kernels import linear as k_linear
-from ..ops import GELU, Conv2d, LayerNorm, Linear, jt
+from ...kernels import attention as k_attention
+from ...kernels import conv as k_conv
+from ...kernels import flags
+from ...kernels import linear as k_linear
+from ...ops import GELU, Conv2d, LayerNorm, Linear, jt
 
 from jittor import nn
 

@@ -1,0 +1,1 @@
+"""Decoder blocks: PraNet's RFB and aggregation, DSRA."""

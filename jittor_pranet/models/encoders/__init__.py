@@ -1,0 +1,1 @@
+"""Encoders (backbones): Res2Net-v1b and PVTv2, each variant under its official name."""
