@@ -5,7 +5,7 @@ blocks and stem run as a few fused CPU ops.
 replaces each module that owns a convolution -> BatchNorm pair by a folded counterpart and returns
 the model.  The replacements say what they are:
 
-* :class:`FoldedConvBN` for a :class:`~jittor_pranet.models.decoders.pranet.BasicConv2d` (decoders);
+* :class:`FoldedConvBN` for a :class:`~jittor_pranet.models.layers.BasicConv2d` (decoders);
 * :class:`FoldedBottle2neck` for a Res2Net block: conv1 (+ReLU), each 3x3 conv reading its channel
   window of conv1's output in place (adding the previous piece while staging it, +ReLU), conv3
   over the pieces with no concatenation (+ residual + ReLU): ``2 + nums`` multi-threaded ops;
@@ -43,8 +43,8 @@ from . import kernels
 from .kernels import conv as k_conv
 from .kernels import pooling as k_pooling
 from .kernels._common import no_grad_needed
-from .models.decoders.pranet import BasicConv2d
 from .models.encoders.res2net import Bottle2neck, Res2NetV1b
+from .models.layers import BasicConv2d
 from .ops import jt, match_dtype, max_pool3x3_s2
 
 from jittor import nn

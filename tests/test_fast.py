@@ -385,8 +385,8 @@ def test_fused_inference_parity_with_torch(name):
     """BatchNorm folding plus Res2Net's fused blocks (odd sizes: see the pool tests; the models need 32 | H, W)."""
     pytest.importorskip("torch")
     from jittor_pranet import parity
-    from jittor_pranet.models.decoders.pranet import BasicConv2d
     from jittor_pranet.models.encoders.res2net import Bottle2neck
+    from jittor_pranet.models.layers import BasicConv2d
 
     jm, tm = parity.make_pair(name, 1, seed=4)
     state = {k: v.numpy() for k, v in jm.state_dict().items()}

@@ -9,7 +9,7 @@ _LAZY = {
     "DSRA": ".decoders.dsra", "GAIN_MODES": ".decoders.dsra", "dsra_fuse": ".decoders.dsra",
     "reverse_gain": ".decoders.dsra",
     "EMCADNet": ".emcad", "emcad_prediction_logits": ".emcad",
-    "PraNetV1": ".pranet", "PraNetV2": ".pranet", "build_encoder": ".pranet",
+    "PraNetV1": ".pranet", "PraNetV2": ".pranet", "build_encoder": ".encoders",
 }
 
 

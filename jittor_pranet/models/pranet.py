@@ -17,33 +17,11 @@ from typing import Dict, List
 from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
 from .catalog import encoder_family
 from .decoders.dsra import GAIN_MODES, dsra_fuse
-from .decoders.pranet import Aggregation, BasicConv2d, RFB_modified
-from .encoders.pvtv2 import PVT_VARIANTS
-from .encoders.res2net import RES2NET_VARIANTS
+from .decoders.pranet import Aggregation, RFB_modified, run_stage, stage_convs
+from .encoders import build_encoder
+from .layers.conv import BasicConv2d
 
 from jittor import nn
-
-
-def build_encoder(name: str, **kwargs):
-    if name in RES2NET_VARIANTS:
-        return RES2NET_VARIANTS[name](**kwargs)
-    if name in PVT_VARIANTS:
-        return PVT_VARIANTS[name](**kwargs)
-    raise ValueError(f"unknown encoder {name!r}; choose one of {sorted(RES2NET_VARIANTS) + sorted(PVT_VARIANTS)}")
-
-
-def _stage_convs(model, prefix: str, cin: int, mid: int, k: int, n: int) -> None:
-    """``{prefix}_conv1`` (1x1 cin->mid) then ``n`` kxk convs, as attributes with official names."""
-    setattr(model, f"{prefix}_conv1", BasicConv2d(cin, mid, 1))
-    for i in range(2, 2 + n):
-        setattr(model, f"{prefix}_conv{i}", BasicConv2d(mid, mid, k, padding=k // 2))
-
-
-def _run_stage(model, prefix: str, x, n: int):
-    x = getattr(model, f"{prefix}_conv1")(x)
-    for i in range(2, 2 + n):
-        x = nn.relu(getattr(model, f"{prefix}_conv{i}")(x))
-    return x
 
 
 class _PraNetBase(nn.Module):
@@ -90,17 +68,17 @@ class PraNetV1(_PraNetBase):
         c2, c3, c4 = self.channels
         # creation order = state_dict order = the official one
         self.agg1 = Aggregation(channel, dual=False)
-        _stage_convs(self, "ra4", c4, 256, 5, 3)
+        stage_convs(self, "ra4", c4, 256, 5, 3)
         self.ra4_conv5 = BasicConv2d(256, 1, 1)
-        _stage_convs(self, "ra3", c3, 64, 3, 2)
+        stage_convs(self, "ra3", c3, 64, 3, 2)
         self.ra3_conv4 = BasicConv2d(64, 1, 3, padding=1)
-        _stage_convs(self, "ra2", c2, 64, 3, 2)
+        stage_convs(self, "ra2", c2, 64, 3, 2)
         self.ra2_conv4 = BasicConv2d(64, 1, 3, padding=1)
 
     def _reverse_stage(self, prefix: str, head: str, n: int, prev, feat):
         crop = resize_bilinear(prev, feat.shape[2:])
         x = (1 - jt.sigmoid(crop)) * feat
-        x = getattr(self, head)(_run_stage(self, prefix, x, n))
+        x = getattr(self, head)(run_stage(self, prefix, x, n))
         return x + crop
 
     def execute(self, x, return_intermediates: bool = False):
@@ -139,18 +117,18 @@ class PraNetV2(_PraNetBase):
         c2, c3, c4 = self.channels
         # creation order = state_dict order = the official one
         self.agg1 = Aggregation(channel, num_classes, dual=True)
-        _stage_convs(self, "ra4", c4, 256, 5, 3)
+        stage_convs(self, "ra4", c4, 256, 5, 3)
         self.ra4_conv5_fg = BasicConv2d(256, num_classes, 1)
         self.ra4_conv5_bg = BasicConv2d(256, num_classes, 1)
-        _stage_convs(self, "ra3", c3, 64, 3, 2)
+        stage_convs(self, "ra3", c3, 64, 3, 2)
         self.ra3_conv4_fg = BasicConv2d(64, num_classes, 3, padding=1)
         self.ra3_conv4_bg = BasicConv2d(64, num_classes, 3, padding=1)
-        _stage_convs(self, "ra2", c2, 64, 3, 2)
+        stage_convs(self, "ra2", c2, 64, 3, 2)
         self.ra2_conv4_fg = BasicConv2d(64, num_classes, 3, padding=1)
         self.ra2_conv4_bg = BasicConv2d(64, num_classes, 3, padding=1)
 
     def _dsra_stage(self, prefix: str, head: str, n: int, feat, deeper_fg, deeper_bg):
-        h = _run_stage(self, prefix, feat, n)
+        h = run_stage(self, prefix, feat, n)
         p_fg, p_bg = getattr(self, f"{head}_fg")(h), getattr(self, f"{head}_bg")(h)
         return dsra_fuse(p_fg, p_bg, deeper_fg, deeper_bg, self.gain)
 

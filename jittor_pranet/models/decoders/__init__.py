@@ -1,1 +1,1 @@
-"""Decoder blocks: PraNet's RFB and aggregation, DSRA."""
+"""Decoders and their blocks: PraNet's RFB, aggregation and reverse-attention stages, EMCAD's, DSRA."""

@@ -1,28 +1,11 @@
-"""Decoder blocks shared by PraNet-V1 and V2, named exactly like the official PyTorch modules."""
+"""PraNet's decoder blocks (RFB, partial-decoder aggregation, reverse-attention stage convs), shared by
+PraNet-V1 and V2 and named exactly like the official PyTorch modules."""
 from __future__ import annotations
 
-from typing import Tuple, Union
-
-from ...ops import BatchNorm2d, Conv2d, jt, resize_bilinear
+from ...ops import Conv2d, jt, resize_bilinear
+from ..layers.conv import BasicConv2d
 
 from jittor import nn
-
-IntPair = Union[int, Tuple[int, int]]
-
-
-class BasicConv2d(nn.Module):
-    """Conv (no bias) + BatchNorm.  The official class also defines a ReLU it never applies; we keep
-    the same (parameter-free) attribute and the same behaviour: callers apply ReLU explicitly."""
-
-    def __init__(self, in_planes: int, out_planes: int, kernel_size: IntPair, stride: int = 1,
-                 padding: IntPair = 0, dilation: int = 1):
-        self.conv = Conv2d(in_planes, out_planes, kernel_size, stride=stride, padding=padding,
-                              dilation=dilation, bias=False)
-        self.bn = BatchNorm2d(out_planes)
-        self.relu = nn.ReLU()
-
-    def execute(self, x):
-        return self.bn(self.conv(x))
 
 
 def _branch(cin: int, cout: int, k: int) -> nn.Sequential:
@@ -92,3 +75,17 @@ class Aggregation(nn.Module):
         if self.dual:
             return self.conv5_fg(x), self.conv5_bg(x)
         return self.conv5(x)
+
+
+def stage_convs(model, prefix: str, cin: int, mid: int, k: int, n: int) -> None:
+    """``{prefix}_conv1`` (1x1 cin->mid) then ``n`` kxk convs, as attributes with official names."""
+    setattr(model, f"{prefix}_conv1", BasicConv2d(cin, mid, 1))
+    for i in range(2, 2 + n):
+        setattr(model, f"{prefix}_conv{i}", BasicConv2d(mid, mid, k, padding=k // 2))
+
+
+def run_stage(model, prefix: str, x, n: int):
+    x = getattr(model, f"{prefix}_conv1")(x)
+    for i in range(2, 2 + n):
+        x = nn.relu(getattr(model, f"{prefix}_conv{i}")(x))
+    return x

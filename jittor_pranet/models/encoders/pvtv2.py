@@ -19,6 +19,7 @@ from ...kernels import conv as k_conv
 from ...kernels import flags
 from ...kernels import linear as k_linear
 from ...ops import GELU, Conv2d, LayerNorm, Linear, jt
+from ..layers.drop import DropPath
 
 from jittor import nn
 
@@ -34,20 +35,6 @@ def _token_conv(conv: nn.Conv2d, x, h: int, w: int, act=None):
 
 def _tokens_on(x, conv: nn.Conv2d) -> bool:
     return k_conv.usable(x, conv.weight, "tokens", ndim=None)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: drops the residual branch per sample, only in training mode."""
-
-    def __init__(self, p: float = 0.0):
-        self.p = p
-
-    def execute(self, x):
-        if self.p <= 0.0 or not self.is_training():
-            return x
-        keep = 1.0 - self.p
-        mask = (jt.rand((x.shape[0],) + (1,) * (x.ndim - 1)) < keep).float32()
-        return x * mask / keep
 
 
 class DWConv(nn.Module):
