@@ -419,7 +419,7 @@ def test_res2net_training_path_matches_plain_modules(monkeypatch):
     """Res2Net's training forward with BatchNorm+ReLU(+residual) kernels == the same convolution and
     BatchNorm kernels followed by separate (Jittor) add and ReLU: outputs, every parameter gradient
     and the running statistics, float32."""
-    from jittor_pranet.models import res2net
+    from jittor_pranet.models.encoders import res2net
     from jittor_pranet.models.encoders.res2net import Res2NetV1b
 
     def bn_then_add_relu(bn, x, residual=None, relu=False):  # the plain composition of batch_norm_act
