@@ -56,3 +56,24 @@ def test_bench_cli_json_structure(tmp_path, capsys):
 def test_bench_rejects_unknown_variant(capsys):
     code, _, err = run_cli(["bench", "--variants", "torch,bogus", "--quick"], capsys)
     assert code == 2 and "bogus" in err
+
+
+def test_bench_runs_the_multiclass_models(tmp_path, capsys):
+    """EMCAD+DSRA against its PyTorch twin: grayscale input, label maps, the multi-class loss, one scale."""
+    out = tmp_path / "bench.json"
+    code, stdout, _ = run_cli(["bench", "--models", "emcad_b2_dsra", "--batches", "1", "--size", "64",
+                               "--train-batch", "1", "--repeats", "1", "--variants", "torch,jittor",
+                               "--eval-images", "0", "--threads", "1", "--json", out], capsys)
+    assert code == 0 and "emcad_b2_dsra" in stdout
+    m = json.loads(out.read_text())["models"]["emcad_b2_dsra"]
+    assert _finite_positive(m["gflop_per_image"]) and 26 < m["params_m"] < 28
+    (inf,) = m["inference"]
+    assert set(inf["times"]) == {"torch", "jittor"} and _finite_positive(inf["ratio_vs_torch"]["jittor"])
+    (train,) = m["training"]  # the multi-class recipe is single-scale
+    assert train["mode"] == "single" and _finite_positive(train["gflop_per_call"])
+    assert set(train["times"]) == {"torch", "jittor"}
+
+
+def test_bench_checks_the_input_contract(capsys):
+    code, _, err = run_cli(["bench", "--models", "emcad_b2", "--size", "100", "--quick"], capsys)
+    assert code == 2 and "multiple of 32" in err

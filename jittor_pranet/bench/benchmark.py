@@ -291,8 +291,22 @@ def measure_matmul_peak(env: _Env, n: int = 2048, repeats: int = 5) -> Dict[str,
     return out
 
 
-def count_flops(env: _Env, torch_model, shape, train: bool) -> Optional[float]:
-    """FLOPs of one forward (``train=False``) or forward+backward of the loss on the torch reference."""
+def _torch_loss(info):
+    """(outputs, target) -> the official training loss of the model's twin: PraNet's structure loss on
+    binary masks, EMCAD's CE + Dice (+ DSRA terms) on label maps."""
+    if info.task == "multiclass":
+        from ..reference import torch_emcad as te
+
+        loss = te.multiclass_dsra_loss if info.loss == "dsra" else te.multiclass_loss
+        return lambda outs, labels: loss(outs, labels, info.default_num_classes)
+    from ..reference.torch_train import pranet_loss
+
+    return lambda outs, mask: pranet_loss(outs, mask, dual=info.loss == "dsra")
+
+
+def count_flops(env: _Env, torch_model, shape, train: bool, info=None) -> Optional[float]:
+    """FLOPs of one forward (``train=False``) or forward+backward of the loss on the torch reference
+    (``info``: the model's catalog row, for its loss; default a PraNet model's)."""
     if env.torch is None:
         return None
     torch = env.torch
@@ -300,15 +314,19 @@ def count_flops(env: _Env, torch_model, shape, train: bool) -> Optional[float]:
         from torch.utils.flop_counter import FlopCounterMode
     except ImportError:  # pragma: no cover - torch < 2.1
         return None
-    from ..reference.torch_train import pranet_loss as t_loss
+    info = info if info is not None else model_info("pranet_v2_res2net")
+    t_loss = _torch_loss(info)
 
     x = torch.zeros(shape, device=env.tdev)
     was_training = torch_model.training
     torch_model.train(train)
     with FlopCounterMode(display=False) as fc:
         if train:
-            mask = torch.zeros((shape[0], 1) + tuple(shape[2:]), device=env.tdev)
-            t_loss(torch_model(x), mask).backward()
+            if info.task == "multiclass":
+                target = torch.zeros((shape[0],) + tuple(shape[2:]), dtype=torch.long, device=env.tdev)
+            else:
+                target = torch.zeros((shape[0], 1) + tuple(shape[2:]), device=env.tdev)
+            t_loss(torch_model(x), target).backward()
         else:
             with torch.no_grad():
                 torch_model(x)
@@ -354,6 +372,7 @@ class _ModelSet:
         from ..models import build_model
 
         self.env, self.name = env, name
+        self.info = model_info(name)
         self.tm = None
         kw = {"drop_path_rate": 0.0} if model_info(name).takes_drop_path() else {}  # deterministic steps
         self.kw = kw
@@ -478,6 +497,49 @@ def _inference_calls(ms: _ModelSet, variants: Sequence[str], x_np: np.ndarray) -
     return calls
 
 
+def _multiclass_train_calls(ms: _ModelSet, variants: Sequence[str], x_np: np.ndarray, labels_np: np.ndarray,
+                            lr: float = 1e-4, weight_decay: float = 1e-4) -> Dict[str, Callable[[], None]]:
+    """One call = one step of the official multi-class recipe: forward, CE + Dice (DSRA: the fg/bg subset
+    loss), backward, AdamW (lr 1e-4, weight decay 1e-4)."""
+    env = ms.env
+    jt = env.jt
+    calls: Dict[str, Callable[[], None]] = {}
+    dual = ms.info.loss == "dsra"
+    for v in variants:
+        if v == "jittor_fused":
+            continue
+        if v == "torch":
+            if env.torch is None:
+                continue
+            torch = env.torch
+            tm = ms.torch_model(True)
+            opt = torch.optim.AdamW(tm.parameters(), lr=lr, weight_decay=weight_decay)
+            tx, tl = torch.from_numpy(x_np).to(env.tdev), torch.from_numpy(labels_np).long().to(env.tdev)
+            t_loss = _torch_loss(ms.info)
+
+            def t_call(tm=tm, opt=opt, tx=tx, tl=tl):
+                opt.zero_grad()
+                t_loss(tm(tx), tl).backward()
+                opt.step()
+                env.tsync()
+
+            calls[v] = t_call
+        else:
+            from ..engine.optim import TorchAdamW, trainable_parameters
+            from ..losses_multiclass import multiclass_seg_loss
+
+            m = ms.jittor_model(v, True)
+            opt = TorchAdamW(trainable_parameters(m), lr=lr, weight_decay=weight_decay)
+            jx, jl = jt.array(x_np), jt.array(labels_np)
+
+            def j_call(m=m, opt=opt, jx=jx, jl=jl):
+                opt.step(multiclass_seg_loss(m(jx), jl, dual=dual))
+                env.jsync()
+
+            calls[v] = j_call
+    return calls
+
+
 def _train_calls(ms: _ModelSet, variants: Sequence[str], x_np: np.ndarray, m_np: np.ndarray,
                  sizes: Sequence[int], lr: float = 1e-4, clip: float = 0.5) -> Dict[str, Callable[[], None]]:
     """One call = one step per size in ``sizes`` (the multi-scale recipe when several)."""
@@ -510,6 +572,7 @@ def _train_calls(ms: _ModelSet, variants: Sequence[str], x_np: np.ndarray, m_np:
             from ..losses import pranet_loss
             from ..ops import resize_bilinear
 
+            dual = ms.info.loss == "dsra"
             m = ms.jittor_model(v, True)
             opt = TorchAdam(trainable_parameters(m), lr=lr, clip_value=clip)
             jx, jm = jt.array(x_np), jt.array(m_np)
@@ -521,7 +584,7 @@ def _train_calls(ms: _ModelSet, variants: Sequence[str], x_np: np.ndarray, m_np:
                     else:
                         xi = resize_bilinear(jx, (s, s), align_corners=True)
                         mi = resize_bilinear(jm, (s, s), align_corners=True)
-                    loss = pranet_loss(m(xi), mi)
+                    loss = pranet_loss(m(xi), mi, dual=dual)
                     opt.step(loss)
                 env.jsync()
 
@@ -552,15 +615,16 @@ def bench_model(env: _Env, name: str, cfg: BenchConfig, peak: Optional[float], l
     rng = np.random.default_rng(cfg.seed)
     ms = _ModelSet(env, name, cfg.seed)
     out: Dict[str, object] = {"params_m": ms.params / 1e6, "inference": [], "training": []}
+    info, c = ms.info, ms.info.in_channels
     per_image = None
     if ms.tm is not None:
-        per_image = count_flops(env, ms.tm, (1, 3, cfg.size, cfg.size), train=False)
+        per_image = count_flops(env, ms.tm, (1, c, cfg.size, cfg.size), train=False, info=info)
     out["gflop_per_image"] = per_image / 1e9 if per_image else None
 
     if cfg.inference:
         variants = list(cfg.variants)
         for bi, b in enumerate(cfg.batches):
-            x = rng.standard_normal((b, 3, cfg.size, cfg.size)).astype(np.float32)
+            x = rng.standard_normal((b, c, cfg.size, cfg.size)).astype(np.float32)
             calls = _inference_calls(ms, variants, x)
             rec: Dict[str, object] = {"batch": b, "size": cfg.size}
             rec["first_call_s"] = _warm_up(calls, cfg.warmup, log, f"{name} inference b{b}")
@@ -576,21 +640,28 @@ def bench_model(env: _Env, name: str, cfg: BenchConfig, peak: Optional[float], l
     if cfg.training:
         variants = [v for v in cfg.variants if v != "jittor_fused"]
         modes = [("single", (cfg.train_size,))]
-        if cfg.multiscale_training and cfg.multiscale:
+        multiclass = info.task == "multiclass"
+        if cfg.multiscale_training and cfg.multiscale and not multiclass:  # the multi-class recipe is single-scale
             modes.append(("multiscale", tuple(cfg.multiscale)))
         b = cfg.train_batch
-        x = rng.standard_normal((b, 3, cfg.train_size, cfg.train_size)).astype(np.float32)
-        yy, xx = np.mgrid[:cfg.train_size, :cfg.train_size] / cfg.train_size
-        mk = np.stack([((yy - rng.uniform(.3, .7)) ** 2 + (xx - rng.uniform(.3, .7)) ** 2 < rng.uniform(.02, .08))
-                       for _ in range(b)])[:, None].astype(np.float32)
+        x = rng.standard_normal((b, c, cfg.train_size, cfg.train_size)).astype(np.float32)
+        if multiclass:
+            mk = rng.integers(0, info.default_num_classes, (b, cfg.train_size, cfg.train_size)).astype(np.int32)
+        else:
+            yy, xx = np.mgrid[:cfg.train_size, :cfg.train_size] / cfg.train_size
+            mk = np.stack([((yy - rng.uniform(.3, .7)) ** 2 + (xx - rng.uniform(.3, .7)) ** 2 < rng.uniform(.02, .08))
+                           for _ in range(b)])[:, None].astype(np.float32)
         for mode, sizes in modes:
-            calls = _train_calls(ms, variants, x, mk, sizes)
+            if multiclass:
+                calls = _multiclass_train_calls(ms, variants, x, mk)
+            else:
+                calls = _train_calls(ms, variants, x, mk, sizes)
             rec = {"mode": mode, "batch": b, "sizes": list(sizes)}
             rec["first_call_s"] = _warm_up(calls, cfg.warmup, log, f"{name} train {mode}")
             rec["times"] = _interleave(calls, env, cfg.repeats)
             flop = None
             if ms.tm is not None:
-                flop = sum(count_flops(env, ms.tm, (1, 3, s, s), train=True) or 0 for s in sizes) * b or None
+                flop = sum(count_flops(env, ms.tm, (1, c, s, s), train=True, info=info) or 0 for s in sizes) * b or None
             rec["gflop_per_call"] = flop / 1e9 if flop else None
             _summarise(rec, b * len(sizes), flop, peak)
             log("  " + _line(f"{name} train {mode} b{b}", rec))
@@ -699,8 +770,9 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
 
 
-def run_benchmark(cfg: BenchConfig, progress=sys.stderr) -> Dict[str, object]:
-    log = _Progress(progress)
+def run_benchmark(cfg: BenchConfig, progress=None) -> Dict[str, object]:
+    """Progress lines go to ``progress`` (default: the ``sys.stderr`` of the moment of the call)."""
+    log = _Progress(progress if progress is not None else sys.stderr)
     malloc_kept = keep_freed_memory() if cfg.keep_freed_memory and cfg.device == "cpu" else False
     env = _Env(cfg.device, cfg.threads)
     try:

@@ -53,6 +53,14 @@ def run_command(args, model_names) -> int:
         cfg = B.BenchConfig(**{k: v for k, v in over.items() if v is not None}, **common)
     if cfg.repeats < 1:
         raise UserError("--repeats must be >= 1")
+    for name in cfg.models:
+        info = B.model_info(name)
+        for option, side in (("--size", cfg.size), ("--train-size", cfg.train_size)):
+            problem = info.input.problem(side)
+            if problem:
+                raise UserError(f"{option} for {name}: {problem}")
+        if info.twin is None and "torch" in cfg.variants:
+            raise UserError(f"{name} has no PyTorch twin (its catalog row); leave torch out of --variants")
     result = B.run_benchmark(cfg)
     text = B.format_markdown(result)
     print(text)
