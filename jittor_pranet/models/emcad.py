@@ -33,6 +33,7 @@ from ..ops import GELU, BatchNorm2d, Conv2d, jt, resize_bilinear
 from .dsra import GAIN_MODES, dsra_fuse
 from .layers import BasicConv2d
 from .pvtv2 import PVT_VARIANTS
+from .weight_init import init_emcad_
 
 from jittor import nn
 
@@ -293,6 +294,7 @@ class EMCADNet(nn.Module):
                                     dual=dual, num_classes=num_classes, gain=gain)
         for k, c in zip((4, 3, 2, 1), channels):
             setattr(self, f"out_head{k}", Conv2d(c, num_classes, 1))
+        init_emcad_(self)
 
     @property
     def output_names(self):

@@ -19,6 +19,7 @@ from .dsra import GAIN_MODES, dsra_fuse
 from .layers import Aggregation, BasicConv2d, RFB_modified
 from .pvtv2 import PVT_VARIANTS
 from .res2net import RES2NET_VARIANTS
+from .weight_init import init_pranet_decoder_
 
 from jittor import nn
 
@@ -91,6 +92,7 @@ class PraNetV1(_PraNetBase):
         self.ra3_conv4 = BasicConv2d(64, 1, 3, padding=1)
         _stage_convs(self, "ra2", c2, 64, 3, 2)
         self.ra2_conv4 = BasicConv2d(64, 1, 3, padding=1)
+        init_pranet_decoder_(self)
 
     def _reverse_stage(self, prefix: str, head: str, n: int, prev, feat):
         crop = resize_bilinear(prev, feat.shape[2:])
@@ -142,6 +144,7 @@ class PraNetV2(_PraNetBase):
         _stage_convs(self, "ra2", c2, 64, 3, 2)
         self.ra2_conv4_fg = BasicConv2d(64, num_classes, 3, padding=1)
         self.ra2_conv4_bg = BasicConv2d(64, num_classes, 3, padding=1)
+        init_pranet_decoder_(self)
 
     def _dsra_stage(self, prefix: str, head: str, n: int, feat, deeper_fg, deeper_bg):
         h = _run_stage(self, prefix, feat, n)

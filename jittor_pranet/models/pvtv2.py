@@ -19,6 +19,7 @@ from ..kernels import conv as k_conv
 from ..kernels import flags
 from ..kernels import linear as k_linear
 from ..ops import GELU, Conv2d, LayerNorm, Linear, jt
+from .weight_init import init_pvtv2_
 
 from jittor import nn
 
@@ -184,6 +185,7 @@ class PyramidVisionTransformerV2(nn.Module):
             setattr(self, f"block{i + 1}", blocks)
             setattr(self, f"norm{i + 1}", LayerNorm(embed_dims[i], eps=1e-6))
             cur += depths[i]
+        init_pvtv2_(self)
 
     def forward_features(self, x) -> List["jt.Var"]:
         outs = []
