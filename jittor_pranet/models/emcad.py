@@ -32,6 +32,7 @@ from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
 from .catalog import EMCAD_DUAL_OUTPUTS, EMCAD_OUTPUTS, combine_outputs, row
 from .decoders.emcad import EMCADDecoder
 from .encoders import build_encoder
+from .weight_init import init_emcad_
 
 from jittor import nn
 
@@ -64,6 +65,7 @@ class EMCADNet(nn.Module):
                                     dual=dual, num_classes=num_classes, gain=gain)
         for k, c in zip((4, 3, 2, 1), channels):
             setattr(self, f"out_head{k}", Conv2d(c, num_classes, 1))
+        init_emcad_(self)
 
     @property
     def output_names(self):

@@ -20,6 +20,7 @@ from .decoders.dsra import GAIN_MODES, dsra_fuse
 from .decoders.pranet import Aggregation, RFB_modified, run_stage, stage_convs
 from .encoders import build_encoder
 from .layers.conv import BasicConv2d
+from .weight_init import init_pranet_decoder_
 
 from jittor import nn
 
@@ -74,6 +75,7 @@ class PraNetV1(_PraNetBase):
         self.ra3_conv4 = BasicConv2d(64, 1, 3, padding=1)
         stage_convs(self, "ra2", c2, 64, 3, 2)
         self.ra2_conv4 = BasicConv2d(64, 1, 3, padding=1)
+        init_pranet_decoder_(self)
 
     def _reverse_stage(self, prefix: str, head: str, n: int, prev, feat):
         crop = resize_bilinear(prev, feat.shape[2:])
@@ -126,6 +128,7 @@ class PraNetV2(_PraNetBase):
         stage_convs(self, "ra2", c2, 64, 3, 2)
         self.ra2_conv4_fg = BasicConv2d(64, num_classes, 3, padding=1)
         self.ra2_conv4_bg = BasicConv2d(64, num_classes, 3, padding=1)
+        init_pranet_decoder_(self)
 
     def _dsra_stage(self, prefix: str, head: str, n: int, feat, deeper_fg, deeper_bg):
         h = run_stage(self, prefix, feat, n)

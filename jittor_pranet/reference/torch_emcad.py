@@ -12,6 +12,9 @@ operations in the official order, including:
 * the dual decoder fuses ``fg + fg * softmax(up(deeper_fg) - up(deeper_bg))`` with
   ``F.interpolate(size=...)`` and keeps the stage-4 maps unfused;
 * outputs are upsampled with ``F.interpolate(scale_factor=32/16/8/4, mode="bilinear")``;
+* MSDC, MSCB, EUCB, LGAG, CAB and SAB end their constructors with the official
+  ``init_weights('normal')`` (conv normal(0, 0.02), zero bias), so a twin built from scratch starts
+  from the official distribution (the DSRA heads, stem and ``out_head*`` keep PyTorch's defaults);
 * the loss loops over the 15 non-empty subsets of the four outputs in the official powerset order,
   summing logits from an initial ``0.0``.
 
@@ -45,6 +48,19 @@ def _shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
 
 
+def _init_normal(module: nn.Module) -> None:
+    """The official ``init_weights('normal')`` each decoder block ends its constructor with: every
+    Conv2d normal(0, 0.02) with a zero bias, every BatchNorm weight 1 / bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class MSDC(nn.Module):
     def __init__(self, channels, kernel_sizes, stride, act, dw_parallel):
         super().__init__()
@@ -53,6 +69,7 @@ class MSDC(nn.Module):
             nn.Sequential(nn.Conv2d(channels, channels, k, stride, k // 2, groups=channels, bias=False),
                           nn.BatchNorm2d(channels), _act(act))
             for k in kernel_sizes])
+        _init_normal(self)
 
     def forward(self, x):
         outs = []
@@ -75,6 +92,7 @@ class MSCB(nn.Module):
         self.pconv2 = nn.Sequential(nn.Conv2d(self.combined, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout))
         if stride == 1 and cin != cout:
             self.conv1x1 = nn.Conv2d(cin, cout, 1, 1, 0, bias=False)
+        _init_normal(self)
 
     def forward(self, x):
         outs = self.msdc(self.pconv1(x))
@@ -100,6 +118,7 @@ class EUCB(nn.Module):
                                     nn.Conv2d(cin, cin, kernel_size, stride, kernel_size // 2, groups=cin, bias=False),
                                     nn.BatchNorm2d(cin), nn.ReLU())
         self.pwc = nn.Sequential(nn.Conv2d(cin, cout, 1, 1, 0, bias=True))
+        _init_normal(self)
 
     def forward(self, x):
         return self.pwc(_shuffle(self.up_dwc(x), self.cin))
@@ -116,6 +135,7 @@ class LGAG(nn.Module):
                                  nn.BatchNorm2d(f_int))
         self.psi = nn.Sequential(nn.Conv2d(f_int, 1, 1, 1, 0, bias=True), nn.BatchNorm2d(1), nn.Sigmoid())
         self.activation = nn.ReLU()
+        _init_normal(self)
 
     def forward(self, g, x):
         return x * self.psi(self.activation(self.W_g(g) + self.W_x(x)))
@@ -131,6 +151,7 @@ class CAB(nn.Module):
         self.fc1 = nn.Conv2d(cin, cin // ratio, 1, bias=False)
         self.fc2 = nn.Conv2d(cin // ratio, cin, 1, bias=False)
         self.sigmoid = nn.Sigmoid()
+        _init_normal(self)
 
     def forward(self, x):
         a = self.fc2(self.activation(self.fc1(self.avg_pool(x))))
@@ -143,6 +164,7 @@ class SAB(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
         self.sigmoid = nn.Sigmoid()
+        _init_normal(self)
 
     def forward(self, x):
         pooled = torch.cat([torch.mean(x, dim=1, keepdim=True), torch.max(x, dim=1, keepdim=True)[0]], dim=1)

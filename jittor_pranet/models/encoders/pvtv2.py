@@ -20,6 +20,7 @@ from ...kernels import flags
 from ...kernels import linear as k_linear
 from ...ops import GELU, Conv2d, LayerNorm, Linear, jt
 from ..layers.drop import DropPath
+from ..weight_init import init_pvtv2_
 
 from jittor import nn
 
@@ -171,6 +172,7 @@ class PyramidVisionTransformerV2(nn.Module):
             setattr(self, f"block{i + 1}", blocks)
             setattr(self, f"norm{i + 1}", LayerNorm(embed_dims[i], eps=1e-6))
             cur += depths[i]
+        init_pvtv2_(self)
 
     def forward_features(self, x) -> List["jt.Var"]:
         outs = []

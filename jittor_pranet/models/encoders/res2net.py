@@ -11,6 +11,7 @@ import math
 from typing import List, NamedTuple, Sequence
 
 from ...ops import BatchNorm2d, Conv2d, Linear, avg_pool3x3, avg_pool_ceil, batch_norm_act, jt, max_pool3x3_s2
+from ..weight_init import init_res2net_
 
 from jittor import nn
 
@@ -115,6 +116,7 @@ class Res2NetV1b(nn.Module):
         self.layer4 = self._make_layer(512, layers[3], stride=2)
         self.fc = Linear(512 * Bottle2neck.expansion, num_classes)
         self.out_channels = [256, 512, 1024, 2048]
+        init_res2net_(self)
 
     def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
