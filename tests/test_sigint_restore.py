@@ -20,6 +20,7 @@ CHILD_SIGINT = "import signal; print(signal.getsignal(signal.SIGINT) is signal.d
 def handlers_kept():
     """Whatever a failing test leaves, the next test starts with the handlers this one found."""
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (not a background job)
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)
