@@ -1,8 +1,15 @@
 """Shared fixtures. Importing jittor_pranet first configures Jittor for this machine (offline, CPU)."""
+import signal
+
 import numpy as np
 import pytest
 
 import jittor_pranet  # noqa: F401  (configures jittor before any test imports it)
+
+# A suite started in the background of a script (`cmd &`, nohup) inherits SIGINT ignored, and so would
+# every child it starts: the Ctrl-C tests would then test nothing. Give Ctrl-C back to Python.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def entry() -> None:
     from ..interrupt import install_watchdog
 
     install_watchdog(INTERRUPT_GRACE_S)
-    code = main()
+    code = _run(None)  # not main(): the console process may leave with its handlers changed
     if code == 130:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -108,6 +108,16 @@ def entry() -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run one command in-process and return its exit code. The process is left as it was found:
+    signal handlers (Ctrl-C is ignored while an interrupted command cleans up), environment
+    variables and a pending alarm are restored when the command returns or raises."""
+    from ..process_state import preserved
+
+    with preserved():
+        return _run(argv)
+
+
+def _run(argv: Optional[List[str]]) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may stand anywhere, also after options (train --config x.yaml a=1 --no-progress b=2)
