@@ -174,6 +174,9 @@ class MultiClassTrainer(Trainer):
     def _meta(self) -> Dict[str, Any]:
         meta = super()._meta()
         meta.update(task=TASK, class_names=list(self.data.class_names))
+        from .volume_predict import training_preprocessing  # intensity / layout for predict on NIfTI
+
+        meta["preprocessing"] = training_preprocessing(self.data)
         return meta
 
     def train_batch(self, images: np.ndarray, labels: np.ndarray) -> Dict[int, float]:
