@@ -29,7 +29,7 @@ setup(
         "torch": ["torch==2.13.0"],
         # ONNX export through the PyTorch twin of each model (jittor-pranet export), checked with onnxruntime
         "export": ["torch==2.13.0", "onnx", "onnxruntime"],
-        "test": ["pytest", "pysodmetrics", "medpy", "torch==2.13.0", "onnx", "onnxruntime", "ruff"],
+        "test": ["pytest", "pysodmetrics", "medpy", "monai", "torch==2.13.0", "onnx", "onnxruntime", "ruff"],
     },
     entry_points={"console_scripts": ["jittor-pranet=jittor_pranet.cli:entry"]},
 )

@@ -70,6 +70,7 @@ DEFAULTS: Dict[str, Any] = {
         "dir": "runs",
         "name": None,                  # default: <model>-<timestamp>
         "predict_test": True,          # after training, write test-set predictions + metrics
+        "hd95_convention": "medpy",    # multiclass tables: medpy (pooled, official) | monai (directed max)
     },
 }
 
@@ -315,6 +316,7 @@ SCHEMA: Dict[str, Check] = {
     "output.dir": Check("str"),
     "output.name": Check("str", optional=True),
     "output.predict_test": Check("bool"),
+    "output.hd95_convention": Check("choice", choices=("medpy", "monai")),
 }
 
 

@@ -8,6 +8,7 @@ from typing import Dict, List, Sequence, Tuple
 from ..errors import UserError
 from .common import add_model_args, build_predictor, header_check, open_checkpoint, warn
 from .predict_video import VIDEO_HELP, add_video_args, run_video, wants_video
+from .predict_volume import VOLUME_HELP, add_volume_args, run_volumes, wants_volumes
 
 DESCRIPTION = """\
 Predict polyp probability maps with the official test protocol: each image is resized to --size
@@ -33,7 +34,7 @@ image; --threshold does not apply to them.
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "predict", help="predict probability maps / masks / overlays for images",
-        description=DESCRIPTION + "\n" + VIDEO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=DESCRIPTION + "\n" + VIDEO_HELP + "\n" + VOLUME_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="image files and/or folders of images; or video files, or with --sequence frame folders")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
@@ -45,6 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable/corrupt images (each named in a warning) instead of stopping")
     add_video_args(p)
+    add_volume_args(p)
     p.set_defaults(func=run)
 
 
@@ -112,6 +114,8 @@ def _predict(args) -> int:
 
     if wants_video(args):
         return run_video(args)
+    if wants_volumes(args):
+        return run_volumes(args)
     if not args.inputs:
         raise UserError("give INPUT image files or folders (or a video, --sequence folders, --camera N)")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:

@@ -33,6 +33,9 @@ def register(subparsers) -> None:
                    help="comma-separated set names to run (default: every set found)")
     p.add_argument("--gt-threshold", type=int, choices=(0, 128), default=0,
                    help="GT pixel is foreground when > this value: 0 (upstream Python eval, default) or 128 (MATLAB)")
+    p.add_argument("--hd95", choices=("medpy", "monai"), default=None,
+                   help="multi-class HD95: medpy (pooled 95th percentile, the official tables) or monai (max of "
+                        "the two directed 95th percentiles); default: the run's output.hd95_convention, else medpy")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="evaluation worker processes (default 2)")
     p.set_defaults(func=run)
 
@@ -101,8 +104,9 @@ def _test_volumes(args, loaded, spec, size: int) -> int:
     out = Path(args.out) if args.out else Path("results") / Path(args.checkpoint).name.split(".")[0]
     prepare_output_folder(out, "--out")
     setup_device(args.device)
+    convention = args.hd95 or ((meta_cfg or {}).get("output") or {}).get("hd95_convention") or "medpy"
     result, spec, size = evaluate_checkpoint(args.checkpoint, data, out, size=size, batch_size=args.batch_size,
-                                             progress=not args.no_progress)
+                                             progress=not args.no_progress, hd95_convention=convention)
     print_volume_table(result, f"{spec.describe()} at {size}x{size} on {len(data.test_volumes)} test volumes of {args.data}:")
     _info(f"wrote {out}/per_class.md, per_class.csv, metrics.json, overlays/")
     return 0

@@ -169,6 +169,9 @@ class MultiClassTrainer(Trainer):
     def _meta(self) -> Dict[str, Any]:
         meta = super()._meta()
         meta.update(task=TASK, class_names=list(self.data.class_names))
+        from .volume_predict import training_preprocessing  # intensity / layout for predict on NIfTI
+
+        meta["preprocessing"] = training_preprocessing(self.data)
         return meta
 
     def train_batch(self, images: np.ndarray, labels: np.ndarray) -> Dict[int, float]:
@@ -209,7 +212,7 @@ def checkpoint_path(run_dir: Path) -> Path:
 
 def evaluate_checkpoint(checkpoint, data, out_dir: Optional[Path], size: Optional[int] = None,
                         batch_size: int = 8, progress: bool = True, compute_hd95: bool = True,
-                        overlays_per_volume: int = 3):
+                        overlays_per_volume: int = 3, hd95_convention: str = "medpy"):
     """Test volumes of ``data`` (a :class:`MultiClassData`) through a multi-class checkpoint.
 
     Returns ``(VolumeEvalResult, ModelSpec, size)``; with ``out_dir`` the per-class tables and
@@ -226,7 +229,8 @@ def evaluate_checkpoint(checkpoint, data, out_dir: Optional[Path], size: Optiona
         raise UserError(f"{data.root}: no test volumes")
     result = evaluate_volumes(data.iter_volumes("test"), logits_function(model, spec.name), data.class_names, size,
                               batch_size=batch_size, out_dir=out_dir, overlays_per_volume=overlays_per_volume,
-                              progress=progress, total=len(data.test_volumes), compute_hd95=compute_hd95)
+                              progress=progress, total=len(data.test_volumes), compute_hd95=compute_hd95,
+                              hd95_convention=hd95_convention)
     return result, spec, size
 
 
@@ -253,6 +257,7 @@ def test_data(root, cfg: Optional[Dict[str, Any]], log=_log):
 
 def print_volume_table(result, title: str) -> None:
     print(f"\n{title}\n{result.markdown_table()}")
+    print(result.conventions())
     print("HD95 (voxels): no voxel spacing, as the official tables; HD95 (mm): with each volume's spacing "
           "(n/a when a volume has none)")
     sys.stdout.flush()
@@ -268,7 +273,8 @@ def test_after_training(run_dir: Path, cfg: Dict[str, Any], progress: bool = Tru
     ckpt = checkpoint_path(run_dir)
     result, _, _ = evaluate_checkpoint(ckpt, data, run_dir / "test", size=int(cfg["data"]["test_size"]
                                                                               or cfg["data"]["train_size"]),
-                                       progress=progress)
+                                       progress=progress,
+                                       hd95_convention=cfg.get("output", {}).get("hd95_convention", "medpy"))
     print_volume_table(result, f"test volumes ({ckpt.name}, {len(data.test_volumes)} volumes from {root}):")
     _log(f"wrote {run_dir / 'test'}/per_class.md, per_class.csv, metrics.json, overlays/")
     return result

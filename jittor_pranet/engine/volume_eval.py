@@ -27,7 +27,8 @@ from scipy import ndimage
 
 from jittor_pranet.data.multiclass import VolumeCase
 from jittor_pranet.errors import UserError
-from jittor_pranet.metrics.multiclass import case_metrics, hd95
+from jittor_pranet.metrics.hausdorff import EMPTY_CASE_RULES, check_convention
+from jittor_pranet.metrics.multiclass import case_metrics
 from jittor_pranet.utils.io import atomic_imwrite, atomic_write_text
 from jittor_pranet.utils.overlay import label_palette, overlay_labels
 
@@ -76,8 +77,11 @@ def _dice_iou(p: np.ndarray, g: np.ndarray) -> Dict[str, float]:
 
 def score_volume(pred: np.ndarray, gt: np.ndarray, class_names: Sequence[str],
                  spacing: Optional[Sequence[float]] = None,
-                 compute_hd95: bool = True) -> Dict[str, Dict[str, Optional[float]]]:
+                 compute_hd95: bool = True, hd95_convention: str = "medpy") -> Dict[str, Dict[str, Optional[float]]]:
     """Per-class Dice, IoU, HD95 in voxels and (with ``spacing``) in mm for one volume.
+
+    ``hd95_convention``: ``medpy`` (pooled) or ``monai`` (directed maximum), see
+    :mod:`jittor_pranet.metrics.hausdorff`.
 
     ``compute_hd95=False`` skips the surface distances (HD95 fields None): enough to select a
     checkpoint by Dice, and much cheaper on large volumes.
@@ -90,10 +94,10 @@ def score_volume(pred: np.ndarray, gt: np.ndarray, class_names: Sequence[str],
         if not compute_hd95:
             scores[name] = {**_dice_iou(p, g), "HD95_vox": None, "HD95_mm": None}
             continue
-        m = case_metrics(p, g)
+        m = case_metrics(p, g, hd95_convention=hd95_convention)
         hd_mm: Optional[float] = None
         if spacing is not None:
-            hd_mm = hd95(p, g, spacing) if (p.any() and g.any()) else m["HD95"]
+            hd_mm = case_metrics(p, g, spacing, hd95_convention)["HD95"] if (p.any() and g.any()) else m["HD95"]
         scores[name] = {"Dice": m["Dice"], "IoU": m["IoU"], "HD95_vox": m["HD95"], "HD95_mm": hd_mm}
     return scores
 
@@ -104,6 +108,7 @@ class VolumeEvalResult:
 
     class_names: List[str]
     volumes: List[Dict[str, object]] = field(default_factory=list)
+    hd95_convention: str = "medpy"
 
     def per_class(self) -> Dict[str, Dict[str, Optional[float]]]:
         """Mean over volumes per class (``HD95_mm`` None unless every volume had a spacing)."""
@@ -137,6 +142,12 @@ class VolumeEvalResult:
                      f"**{_fmt(means['mHD95_vox'], 2)}** | **{_fmt(means['mHD95_mm'], 2)}** |")
         return "\n".join(lines)
 
+    def conventions(self) -> str:
+        """One line naming the HD95 convention and the empty-case rules behind the table."""
+        kind = ("pooled 95th percentile, medpy" if self.hd95_convention == "medpy"
+                else "max of the directed 95th percentiles, MONAI")
+        return f"HD95: {kind}; {EMPTY_CASE_RULES}."
+
     def csv_text(self) -> str:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -149,14 +160,15 @@ class VolumeEvalResult:
 
     def to_json(self) -> str:
         return json.dumps({"classes": self.class_names, "per_class": self.per_class(), "mean": self.means(),
-                           "volumes": self.volumes,
+                           "volumes": self.volumes, "hd95_convention": self.hd95_convention,
+                           "empty_cases": EMPTY_CASE_RULES,
                            "units": {"HD95_vox": "voxels (no spacing; the official tables)",
                                      "HD95_mm": "mm, from each volume's voxel spacing"}}, indent=2)
 
     def write(self, out_dir: Path) -> List[Path]:
         """per_class.md, per_class.csv and metrics.json under ``out_dir``, each written atomically."""
         out_dir = Path(out_dir)
-        return [atomic_write_text(out_dir / "per_class.md", self.markdown_table() + "\n"),
+        return [atomic_write_text(out_dir / "per_class.md", self.markdown_table() + "\n\n" + self.conventions() + "\n"),
                 atomic_write_text(out_dir / "per_class.csv", self.csv_text()),
                 atomic_write_text(out_dir / "metrics.json", self.to_json() + "\n")]
 
@@ -200,7 +212,8 @@ def write_overlays(case: VolumeCase, pred: np.ndarray, num_classes: int, out_dir
 def evaluate_volumes(volumes: Iterable[VolumeCase], predict_logits: PredictLogits, class_names: Sequence[str],
                      input_size: int, batch_size: int = 8, out_dir: Optional[Path] = None,
                      overlays_per_volume: int = 3, progress: bool = True,
-                     total: Optional[int] = None, compute_hd95: bool = True) -> VolumeEvalResult:
+                     total: Optional[int] = None, compute_hd95: bool = True,
+                     hd95_convention: str = "medpy") -> VolumeEvalResult:
     """Predict and score every volume; with ``out_dir``, write the tables and overlay PNGs there.
 
     ``class_names``: foreground classes 1..K (the model outputs K + 1 channels). ``total``: number
@@ -210,12 +223,12 @@ def evaluate_volumes(volumes: Iterable[VolumeCase], predict_logits: PredictLogit
     from tqdm import tqdm
 
     class_names = list(class_names)
-    result = VolumeEvalResult(class_names=class_names)
+    result = VolumeEvalResult(class_names=class_names, hd95_convention=check_convention(hd95_convention))
     bar = tqdm(volumes, total=total, desc="volumes", unit="volume", file=sys.stderr, leave=False,
                disable=None if progress else True)
     for case in bar:
         pred = predict_volume(case.image, predict_logits, input_size, batch_size)
-        scores = score_volume(pred, case.label, class_names, case.spacing, compute_hd95)
+        scores = score_volume(pred, case.label, class_names, case.spacing, compute_hd95, hd95_convention)
         result.volumes.append({"name": case.name, "shape": list(case.label.shape),
                                "spacing": None if case.spacing is None else list(case.spacing), "scores": scores})
         if out_dir is not None and overlays_per_volume > 0:

@@ -75,8 +75,12 @@ def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None, connectivity
     return float(np.percentile(both, 95))
 
 
-def case_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None) -> Dict[str, float]:
-    """Dice, IoU and HD95 of one binary case with the upstream empty-case convention (module docstring)."""
+def case_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None,
+                 hd95_convention: str = "medpy") -> Dict[str, float]:
+    """Dice, IoU and HD95 of one binary case with the upstream empty-case convention (module docstring).
+
+    ``hd95_convention``: ``medpy`` (pooled, default) or ``monai`` (directed maximum), see
+    :mod:`jittor_pranet.metrics.hausdorff`; the empty-case rules are the same for both."""
     pred = np.asarray(pred) > 0
     gt = np.asarray(gt) > 0
     if pred.shape != gt.shape:
@@ -87,11 +91,19 @@ def case_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None) -> D
         return {
             "Dice": 2.0 * inter / (n_pred + n_gt),
             "IoU": inter / (n_pred + n_gt - inter),
-            "HD95": hd95(pred, gt, spacing),
+            "HD95": _hd95(pred, gt, spacing, hd95_convention),
         }
     if n_pred:
         return {"Dice": 1.0, "IoU": 1.0, "HD95": 0.0}
     return {"Dice": 0.0, "IoU": 0.0, "HD95": 0.0}
+
+
+def _hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing, convention: str) -> float:
+    if convention == "medpy":
+        return hd95(pred, gt, spacing)
+    from .hausdorff import hd95_by_convention
+
+    return hd95_by_convention(pred, gt, spacing, convention)
 
 
 class MultiClassMetrics:
@@ -100,7 +112,8 @@ class MultiClassMetrics:
     Class 0 is background and is not scored; ``step`` takes integer label maps of the same shape.
     """
 
-    def __init__(self, num_classes: int, class_names: Optional[Sequence[str]] = None, spacing: Spacing = None):
+    def __init__(self, num_classes: int, class_names: Optional[Sequence[str]] = None, spacing: Spacing = None,
+                 hd95_convention: str = "medpy"):
         if num_classes < 2:
             raise ValueError("num_classes counts the background: it must be >= 2")
         self.num_classes = num_classes
@@ -109,6 +122,9 @@ class MultiClassMetrics:
             raise ValueError(f"need {num_classes - 1} class names (background excluded), got {len(names)}")
         self.class_names = names
         self.spacing = spacing
+        from .hausdorff import check_convention
+
+        self.hd95_convention = check_convention(hd95_convention)
         self._cases: List[np.ndarray] = []  # (num_classes - 1, 3): Dice, IoU, HD95
 
     def step(self, pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None) -> Dict[str, Dict[str, float]]:
@@ -121,7 +137,7 @@ class MultiClassMetrics:
         per_class = {}
         rows = []
         for c, name in enumerate(self.class_names, start=1):
-            m = case_metrics(pred == c, gt == c, sp)
+            m = case_metrics(pred == c, gt == c, sp, self.hd95_convention)
             per_class[name] = m
             rows.append((m["Dice"], m["IoU"], m["HD95"]))
         self._cases.append(np.asarray(rows, dtype=np.float64))
