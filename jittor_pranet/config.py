@@ -39,7 +39,7 @@ DEFAULTS: Dict[str, Any] = {
         "augment": False,              # off: the official recipe uses none
         "on_size_mismatch": "error",   # error | drop
         # multi-class data (task multiclass): data.train is the dataset root, layout auto-detected
-        "format": "auto",              # auto | synapse | acdc_npz | acdc_h5 | custom (checked against the layout found)
+        "format": "auto",              # auto | synapse | acdc_npz | acdc_h5 | custom | nnunet (checked against the layout found)
         "label_remap": "auto",         # auto (dataset.json) | none | synapse14 (raw 14-label Synapse -> 8 organs)
         "class_names": None,           # foreground class names (default: dataset.json / the layout's class set)
         "palette": None,               # custom data with RGB label maps: one [r, g, b] per class id
@@ -256,7 +256,7 @@ class Check:
 
 
 TASKS = ("auto", "binary", "multiclass")
-DATA_FORMATS = ("auto", "synapse", "acdc_npz", "acdc_h5", "custom")
+DATA_FORMATS = ("auto", "synapse", "acdc_npz", "acdc_h5", "custom", "nnunet")
 
 
 def resolved_task(cfg: Dict[str, Any]) -> str:
