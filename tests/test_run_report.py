@@ -42,6 +42,9 @@ def test_report_mean_std_per_class(tmp_path, capsys):
     assert saved["mean"]["Dice"]["mean"] == pytest.approx(np.mean(run_means))
     assert saved["mean"]["HD95_mm"]["mean"] is None and "n/a" in out
     assert "3 runs (seeds 0, 1, 2" in out
+    from PIL import Image
+
+    assert Image.open(tmp_path / "rep" / "report.png").size == (800, 500)
 
 
 @pytest.mark.parametrize("case", ["missing", "no_metrics", "classes"])

@@ -137,4 +137,16 @@ def markdown(summary: Dict[str, Dict[str, Dict[str, Any]]], records: List[Dict[s
     return "\n".join(lines)
 
 
-__all__ = ["collect_runs", "markdown", "package_commit", "provenance_header", "save_run_config", "summarise"]
+def plot_runs(classes: List[str], records: List[Dict[str, Any]], path: Path) -> Path:
+    """Test Dice of each class (and the class mean) against the run number, written atomically."""
+    from jittor_pranet.utils.plot import line_chart
+
+    xs = list(range(1, len(records) + 1))
+    series = {name: (xs, [r["per_class"][name].get("Dice") or 0.0 for r in records]) for name in classes}
+    series["mean"] = (xs, [float(np.mean([r["per_class"][c].get("Dice") or 0.0 for c in classes])) for r in records])
+    return line_chart(path, series, title="test Dice per run", xlabel="run (in the order given)", ylabel="Dice",
+                      ylim=(0.0, 1.0))
+
+
+__all__ = ["collect_runs", "markdown", "package_commit", "plot_runs", "provenance_header", "save_run_config",
+           "summarise"]
