@@ -39,7 +39,7 @@ DEFAULTS: Dict[str, Any] = {
         "augment": False,              # off: the official recipe uses none
         "on_size_mismatch": "error",   # error | drop
         # multi-class data (task multiclass): data.train is the dataset root, layout auto-detected
-        "format": "auto",              # auto | synapse | acdc_npz | acdc_h5 | custom (checked against the layout found)
+        "format": "auto",              # auto | synapse | acdc_npz | acdc_h5 | custom | nnunet (checked against the layout found)
         "label_remap": "auto",         # auto (dataset.json) | none | synapse14 (raw 14-label Synapse -> 8 organs)
         "class_names": None,           # foreground class names (default: dataset.json / the layout's class set)
         "palette": None,               # custom data with RGB label maps: one [r, g, b] per class id
@@ -54,6 +54,7 @@ DEFAULTS: Dict[str, Any] = {
         "weight_decay": 0.0,
         "clip": 0.5,                   # per-element gradient clamp; null disables
         "loss": "auto",                # multiclass: dsra (fg/bg outputs) | baseline (CE + Dice) | auto (by model outputs)
+        "loss_weights": None,          # multiclass: {ce, dice, bg_bce} (0 switches a term off); null: official
         "supervision": "mutation",     # multiclass: mutation (all output subsets, official) | deep_supervision | last_layer
         "multi_scale": [0.75, 1.0, 1.25],
         "lr_decay_rate": 0.1,
@@ -255,7 +256,7 @@ class Check:
 
 
 TASKS = ("auto", "binary", "multiclass")
-DATA_FORMATS = ("auto", "synapse", "acdc_npz", "acdc_h5", "custom")
+DATA_FORMATS = ("auto", "synapse", "acdc_npz", "acdc_h5", "custom", "nnunet")
 
 
 def resolved_task(cfg: Dict[str, Any]) -> str:
@@ -298,6 +299,7 @@ SCHEMA: Dict[str, Check] = {
     "train.batch_size": Check("int", low=1),
     "train.optimizer": Check("choice", choices=("adam", "adamw")),
     "train.loss": Check("choice", choices=("auto", "dsra", "baseline")),
+    "train.loss_weights": Check("mapping", optional=True),
     "train.supervision": Check("choice", choices=("mutation", "deep_supervision", "last_layer")),
     "train.lr": Check("float", low=0, low_open=True),
     "train.betas": Check("floats", length=2, low=0, high=1, high_open=True),
@@ -386,6 +388,7 @@ def validate(cfg: Dict[str, Any]) -> None:
             raise UserError(f"train.multi_scale {t['multi_scale']} gives a training size of {size} from "
                             f"data.train_size {d['train_size']}: every size must be >= 32")
     _check_options("data.augment", d["augment"], _augment_options())
+    _check_options("train.loss_weights", t.get("loss_weights"), {"ce": "float", "dice": "float", "bg_bce": "float"})
     _check_options("data.synthetic", d["synthetic"], _synthetic_options(resolved_task(cfg)))
     name = o["name"]
     if name is not None and (Path(name).name != name or name in (".", "..")):

@@ -29,6 +29,7 @@ COMMANDS = {
     "prepare": ".prepare",
     "export": ".export",
     "weights": ".weights",
+    "report": ".report",
 }
 
 

@@ -30,7 +30,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..config import load_config, save_config
+    from ..config import load_config
     from ..engine.run_folder import make_run_dir, plan_run_dir, predict_and_evaluate
     from .common import setup_device
 
@@ -61,7 +61,9 @@ def run(args) -> int:
             run_dir.rmdir()  # a failed start leaves no empty run folder behind
         raise
     if is_main_process():
-        save_config(cfg, run_dir / "config.yaml")
+        from ..engine.run_report import save_run_config
+
+        save_run_config(cfg, run_dir / "config.yaml")  # with version, commit and seed
         print(f"run folder: {run_dir}")
     result = trainer.fit()
     if is_main_process():

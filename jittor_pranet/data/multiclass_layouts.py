@@ -45,6 +45,7 @@ from jittor_pranet.data.multiclass import (
     volume_record,
     volumes_from_slices,
 )
+from jittor_pranet.data.nnunet import detect_nnunet
 from jittor_pranet.errors import UserError
 
 
@@ -213,10 +214,11 @@ def _detect_custom(root: Path) -> Optional[dict]:
             "test": volumes_from_slices(test) if test else [], "classes": None}
 
 
-_DETECTORS = (_detect_synapse, _detect_acdc_npz, _detect_acdc_h5, _detect_custom)
+_DETECTORS = (detect_nnunet, _detect_synapse, _detect_acdc_npz, _detect_acdc_h5, _detect_custom)
 
 _EXPECTED = ("train_npz/ + test_vol_h5/ (Synapse), train/ valid/ test/ with .npz (ACDC, CASCADE), "
-             "*_slice_<k>.h5 + <patient>_<frame>.h5 (ACDC, SSL4MIS), [train/]images/ + [train/]labels/ (custom)")
+             "*_slice_<k>.h5 + <patient>_<frame>.h5 (ACDC, SSL4MIS), [train/]images/ + [train/]labels/ (custom), "
+             "dataset.json + imagesTr/ + labelsTr/ (nnU-Net raw, 2-D PNG)")
 
 
 def _found_text(root: Path) -> str:

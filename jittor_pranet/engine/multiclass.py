@@ -78,6 +78,23 @@ def resolve_loss(cfg: Dict[str, Any], info) -> Callable:
     kind, supervision = cfg["train"]["loss"], cfg["train"]["supervision"]
     if kind == "auto":
         kind = info.loss
+    custom = cfg["train"].get("loss_weights")
+    if custom:  # Table 4's components: CE, Dice, background BCE; an omitted term keeps its official weight
+        official = {"ce": 0.5, "dice": 0.7, "bg_bce": 0.3} if kind == "dsra" else {"ce": 0.3, "dice": 0.7, "bg_bce": 0.0}
+        w = {**official, **{k: float(v) for k, v in custom.items()}}
+        if kind != "dsra" and w["bg_bce"] != 0:
+            raise UserError("train.loss_weights.bg_bce needs train.loss=dsra (a model with background outputs)")
+        if not any(w.values()):
+            raise UserError("train.loss_weights: every term is 0; keep at least one loss term")
+        if kind == "dsra":
+            if not info.dual:
+                raise UserError(f"train.loss=dsra needs a model with fg/bg outputs; {cfg['model']['name']} has "
+                                f"{len(info.outputs)} outputs")
+            weights3 = (w["ce"], w["dice"], w["bg_bce"])
+            return lambda outs, labels: multiclass_dsra_loss(outs, labels, supervision=supervision, weights=weights3)
+        weights2 = (w["ce"], w["dice"])
+        fg = (lambda outs: list(outs)[:len(info.fg_outputs)]) if info.dual else list
+        return lambda outs, labels: multiclass_loss(fg(outs), labels, supervision=supervision, weights=weights2)
     if kind == "dsra":
         if not info.dual:
             raise UserError(f"train.loss=dsra needs a model with fg/bg outputs (emcad_b2_dsra, pranet_v2_*); "
