@@ -2,7 +2,7 @@
 
 Both conventions take the surface of a mask as the voxels one erosion (connectivity 1, the outside of
 the array counting as background) removes, and measure Euclidean distances between the two surfaces
-with the voxel spacing (:func:`jittor_pranet.metrics.multiclass.surface_distances`). They differ only
+with the voxel spacing (:func:`jittor_pranet.metrics.surface.surface_distances`). They differ only
 in how the two directions are combined:
 
 * ``medpy`` (default; ``medpy.metric.binary.hd95``, what the official EMCAD / MIST / PraNet-V2 test
@@ -29,7 +29,7 @@ from typing import Tuple
 
 import numpy as np
 
-from .multiclass import Spacing, surface_distances
+from .surface import Spacing, surface_distances
 
 HD95_CONVENTIONS: Tuple[str, ...] = ("medpy", "monai")
 DEFAULT_HD95_CONVENTION = "medpy"

@@ -13,66 +13,12 @@ none, i.e. pixels).
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
 
-Spacing = Union[None, float, Sequence[float]]
-
-
-def _spacing(spacing: Spacing, ndim: int) -> np.ndarray:
-    if spacing is None:
-        return np.ones(ndim)
-    arr = np.asarray(spacing, dtype=np.float64)
-    if arr.ndim == 0:
-        arr = np.full(ndim, float(arr))
-    if arr.shape != (ndim,) or np.any(arr <= 0):
-        raise ValueError(f"spacing must be one positive number or {ndim} of them, got {spacing!r}")
-    return np.ascontiguousarray(arr)
-
-
-def _crop_to_objects(a: np.ndarray, b: np.ndarray) -> tuple:
-    """Crop both masks to the bounding box of their union plus a 1-voxel margin.
-
-    Surface distances only involve voxels inside that box, and the margin (or the array edge, which
-    erosion also treats as background) keeps the erosion identical, so HD95 is unchanged but far cheaper
-    for small organs in large volumes.
-    """
-    union = a | b
-    slices = []
-    for axis in range(union.ndim):
-        other = tuple(i for i in range(union.ndim) if i != axis)
-        idx = np.flatnonzero(union.any(axis=other))
-        slices.append(slice(max(int(idx[0]) - 1, 0), int(idx[-1]) + 2))
-    s = tuple(slices)
-    return a[s], b[s]
-
-
-def _surface(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
-    """Voxels of the mask removed by one erosion (the outside of the array counts as background)."""
-    return mask ^ binary_erosion(mask, structure=structure, iterations=1)
-
-
-def surface_distances(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None, connectivity: int = 1) -> np.ndarray:
-    """Distances from each surface voxel of ``pred`` to the nearest surface voxel of ``gt`` (medpy)."""
-    pred = np.asarray(pred, dtype=bool)
-    gt = np.asarray(gt, dtype=bool)
-    if not pred.any() or not gt.any():
-        raise ValueError("surface distances need a non-empty prediction and a non-empty GT")
-    sampling = _spacing(spacing, pred.ndim)
-    pred, gt = _crop_to_objects(pred, gt)
-    structure = generate_binary_structure(pred.ndim, connectivity)
-    dist_to_gt = distance_transform_edt(~_surface(gt, structure), sampling=sampling)
-    return dist_to_gt[_surface(pred, structure)]
-
-
-def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None, connectivity: int = 1) -> float:
-    """95th percentile of the symmetric surface distances, as ``medpy.metric.binary.hd95``."""
-    both = np.hstack(
-        (surface_distances(pred, gt, spacing, connectivity), surface_distances(gt, pred, spacing, connectivity))
-    )
-    return float(np.percentile(both, 95))
+from .hausdorff import check_convention, hd95_by_convention
+from .surface import Spacing, hd95, surface_distances  # noqa: F401  (re-exported)
 
 
 def case_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None,
@@ -85,24 +31,27 @@ def case_metrics(pred: np.ndarray, gt: np.ndarray, spacing: Spacing = None,
     gt = np.asarray(gt) > 0
     if pred.shape != gt.shape:
         raise ValueError(f"prediction shape {pred.shape} != GT shape {gt.shape}")
+    scores = overlap_scores(pred, gt)
+    scores["HD95"] = _hd95(pred, gt, spacing, hd95_convention) if (pred.any() and gt.any()) else 0.0
+    return scores
+
+
+def overlap_scores(pred: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
+    """Dice and IoU of one binary case with the upstream empty-case rules (a non-empty prediction of
+    an absent class scores 1, an empty prediction 0): the one Dice every evaluator uses."""
+    pred = np.asarray(pred) > 0
+    gt = np.asarray(gt) > 0
     n_pred, n_gt = int(np.count_nonzero(pred)), int(np.count_nonzero(gt))
     if n_pred and n_gt:
         inter = int(np.count_nonzero(pred & gt))
-        return {
-            "Dice": 2.0 * inter / (n_pred + n_gt),
-            "IoU": inter / (n_pred + n_gt - inter),
-            "HD95": _hd95(pred, gt, spacing, hd95_convention),
-        }
-    if n_pred:
-        return {"Dice": 1.0, "IoU": 1.0, "HD95": 0.0}
-    return {"Dice": 0.0, "IoU": 0.0, "HD95": 0.0}
+        return {"Dice": 2.0 * inter / (n_pred + n_gt), "IoU": inter / (n_pred + n_gt - inter)}
+    value = 1.0 if n_pred else 0.0
+    return {"Dice": value, "IoU": value}
 
 
 def _hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing, convention: str) -> float:
     if convention == "medpy":
         return hd95(pred, gt, spacing)
-    from .hausdorff import hd95_by_convention
-
     return hd95_by_convention(pred, gt, spacing, convention)
 
 
@@ -122,8 +71,6 @@ class MultiClassMetrics:
             raise ValueError(f"need {num_classes - 1} class names (background excluded), got {len(names)}")
         self.class_names = names
         self.spacing = spacing
-        from .hausdorff import check_convention
-
         self.hd95_convention = check_convention(hd95_convention)
         self._cases: List[np.ndarray] = []  # (num_classes - 1, 3): Dice, IoU, HD95
 
