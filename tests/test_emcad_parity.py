@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch", reason="parity needs torch (pip install 'ji
 from jittor_pranet import checkpoint as ck  # noqa: E402
 from jittor_pranet import parity  # noqa: E402
 from jittor_pranet.engine.optim import trainable_named_parameters  # noqa: E402
-from jittor_pranet.losses_multiclass import multiclass_seg_loss  # noqa: E402
+from jittor_pranet.losses.multiclass import multiclass_seg_loss  # noqa: E402
 from jittor_pranet.models import build_model  # noqa: E402
 from jittor_pranet.models.emcad import DUAL_OUTPUTS, OUTPUTS, decoder_parameter_count  # noqa: E402
 from jittor_pranet.ops import jt  # noqa: E402

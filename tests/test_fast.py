@@ -487,7 +487,6 @@ def test_fused_res2net_keeps_input_gradients_in_eval_mode():
     """Gradients w.r.t. the input of a fused model (saliency-style use of a loaded model) take the
     folded stem convolutions but not the block ops, which have no backward: same as unfused."""
     from jittor_pranet.models.encoders.res2net import Res2NetV1b
-
     from jittor_pranet.models.weight_init import init_pytorch_defaults_
 
     jt.set_global_seed(5)

@@ -21,7 +21,7 @@ def _cfg(*overrides):
 
 def test_default_and_explicit_official_weights_reproduce_the_official_losses():
     from jittor_pranet.engine.multiclass import resolve_loss
-    from jittor_pranet.losses_multiclass import multiclass_dsra_loss, multiclass_loss
+    from jittor_pranet.losses.multiclass import multiclass_dsra_loss, multiclass_loss
 
     outs, labels = _outputs()
     official = float(multiclass_dsra_loss(outs, labels).item())
@@ -36,7 +36,7 @@ def test_default_and_explicit_official_weights_reproduce_the_official_losses():
 
 def test_a_zero_weight_switches_a_term_off():
     from jittor_pranet.engine.multiclass import resolve_loss
-    from jittor_pranet.losses_multiclass import multiclass_dsra_loss
+    from jittor_pranet.losses.multiclass import multiclass_dsra_loss
 
     outs, labels = _outputs(seed=1)
     for weights, triple in (("{ce: 0}", (0.0, 0.7, 0.3)), ("{dice: 0}", (0.5, 0.0, 0.3)),

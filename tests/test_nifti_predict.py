@@ -78,7 +78,7 @@ def test_round_trip_keeps_geometry_and_matches_test(world, tmp_path, capsys):
     from jittor_pranet.data.medical_io import read_h5
     from jittor_pranet.engine.inference import load_model
     from jittor_pranet.engine.multiclass import logits_function
-    from jittor_pranet.engine.volume_eval import predict_volume, score_volume
+    from jittor_pranet.evaluation.volumes import predict_volume, score_volume
 
     src = world / "raw" / "img0001.nii.gz"
     code, out, err = run_cli(["predict", src, "--checkpoint", world / "m.pkl", "--out", tmp_path / "pred",

@@ -36,7 +36,7 @@ from jittor_pranet.config import scale_sizes  # noqa: E402
 from jittor_pranet.engine.optim import TorchAdam, TorchAdamW, trainable_named_parameters  # noqa: E402
 from jittor_pranet.engine.trainer import rescale_batch  # noqa: E402
 from jittor_pranet.losses import pranet_loss  # noqa: E402
-from jittor_pranet.losses_multiclass import multiclass_dsra_loss  # noqa: E402
+from jittor_pranet.losses.multiclass import multiclass_dsra_loss  # noqa: E402
 from jittor_pranet.models import build_model  # noqa: E402
 from jittor_pranet.ops import jt  # noqa: E402
 from jittor_pranet.reference import torch_models as tm  # noqa: E402

@@ -8,8 +8,8 @@ import pytest
 from scipy import ndimage
 
 from jittor_pranet.data.multiclass import VolumeCase
-from jittor_pranet.engine.volume_eval import evaluate_volumes, overlay_slice_indices, predict_volume, score_volume
 from jittor_pranet.errors import UserError
+from jittor_pranet.evaluation.volumes import evaluate_volumes, overlay_slice_indices, predict_volume, score_volume
 
 NAMES = ["a", "b", "c"]
 

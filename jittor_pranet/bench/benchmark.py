@@ -526,7 +526,7 @@ def _multiclass_train_calls(ms: _ModelSet, variants: Sequence[str], x_np: np.nda
             calls[v] = t_call
         else:
             from ..engine.optim import TorchAdamW, trainable_parameters
-            from ..losses_multiclass import multiclass_seg_loss
+            from ..losses.multiclass import multiclass_seg_loss
 
             m = ms.jittor_model(v, True)
             opt = TorchAdamW(trainable_parameters(m), lr=lr, weight_decay=weight_decay)

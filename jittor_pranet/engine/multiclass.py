@@ -72,8 +72,8 @@ def load_data(cfg: Dict[str, Any], log: Callable[[str], None] = print):
 
 def resolve_loss(cfg: Dict[str, Any], info) -> Callable:
     """``train.loss`` as a function of (outputs, labels) for the model of catalog row ``info``
-    (``auto``: the model's own supervision, ``info.loss``); dsra needs a model with fg/bg outputs."""
-    from ..losses_multiclass import multiclass_dsra_loss, multiclass_loss
+    (``auto``: the model's own supervision, ``info.loss``); see :func:`jittor_pranet.losses.select_loss`."""
+    from ..losses import multiclass_dsra_loss, multiclass_loss, select_loss
 
     kind, supervision = cfg["train"]["loss"], cfg["train"]["supervision"]
     if kind == "auto":
@@ -95,15 +95,7 @@ def resolve_loss(cfg: Dict[str, Any], info) -> Callable:
         weights2 = (w["ce"], w["dice"])
         fg = (lambda outs: list(outs)[:len(info.fg_outputs)]) if info.dual else list
         return lambda outs, labels: multiclass_loss(fg(outs), labels, supervision=supervision, weights=weights2)
-    if kind == "dsra":
-        if not info.dual:
-            raise UserError(f"train.loss=dsra needs a model with fg/bg outputs (emcad_b2_dsra, pranet_v2_*); "
-                            f"{cfg['model']['name']} has {len(info.outputs)} outputs")
-        return lambda outs, labels: multiclass_dsra_loss(outs, labels, supervision=supervision)
-    if info.dual:  # a dual model trained without DSRA supervision: its fg outputs only
-        n_fg = len(info.fg_outputs)
-        return lambda outs, labels: multiclass_loss(list(outs)[:n_fg], labels, supervision=supervision)
-    return lambda outs, labels: multiclass_loss(outs, labels, supervision=supervision)
+    return select_loss(info, kind, supervision, cfg["model"]["name"])
 
 
 def logits_function(model, model_name: str, rule: Optional[str] = None) -> Callable[[np.ndarray], np.ndarray]:
@@ -206,8 +198,8 @@ class MultiClassTrainer(Trainer):
 
     def validate(self) -> Dict[str, float]:
         """Mean Dice / IoU over classes of the validation volumes (no HD95: selection needs Dice only)."""
+        from ..evaluation.volumes import evaluate_volumes
         from ..models.registry import model_info
-        from .volume_eval import evaluate_volumes
 
         rule = model_info(self.cfg["model"]["name"]).validation_rule
         self.model.eval()
@@ -234,8 +226,8 @@ def evaluate_checkpoint(checkpoint, data, out_dir: Optional[Path], size: Optiona
 
     Returns ``(VolumeEvalResult, ModelSpec, size)``; with ``out_dir`` the per-class tables and
     overlays are written there."""
+    from ..evaluation.volumes import evaluate_volumes
     from .inference import load_model
-    from .volume_eval import evaluate_volumes
 
     model, spec = load_model(checkpoint)
     size = int(size or spec.test_size or 224)

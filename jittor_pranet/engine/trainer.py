@@ -209,15 +209,15 @@ class Trainer:
 
     def train_batch(self, images: np.ndarray, masks: np.ndarray) -> Dict[str, float]:
         """One official batch: an update per multi-scale rate. Returns the losses by size."""
-        from ..losses import pranet_loss
+        from ..losses import select_loss
 
         t = self.cfg["train"]
         x, y = jt.array(images), jt.array(masks)
-        dual = model_info(self.cfg["model"]["name"]).loss == "dsra"
+        loss_fn = select_loss(model_info(self.cfg["model"]["name"]))
         losses = {}
         for size in scale_sizes(self.train_size, t["multi_scale"]):
             xs, ys = rescale_batch(x, y, size)
-            loss = pranet_loss(self.model(xs), ys, dual=dual)
+            loss = loss_fn(self.model(xs), ys)
             self.optimizer.step(loss)
             # Evaluate the running-stat updates now: left lazy they would be fused into the next
             # step's graph and round differently from a run resumed from saved values.

@@ -299,8 +299,8 @@ def _save_nifti(img, fh, final: Path) -> None:
 
 def montage(slices: np.ndarray, labels: np.ndarray, num_classes: int, count: int = 4) -> np.ndarray:
     """BGR picture: up to ``count`` slices (evenly spread over those with a predicted class) side by side."""
+    from ..evaluation.volumes import overlay_slice_indices
     from ..utils.overlay import label_palette, overlay_labels
-    from .volume_eval import overlay_slice_indices
 
     palette = label_palette(max(num_classes, 2))
     lo, hi = float(slices.min()), float(slices.max())

@@ -28,7 +28,7 @@ from scipy import ndimage
 from jittor_pranet.data.multiclass import VolumeCase
 from jittor_pranet.errors import UserError
 from jittor_pranet.metrics.hausdorff import EMPTY_CASE_RULES, check_convention
-from jittor_pranet.metrics.multiclass import case_metrics
+from jittor_pranet.metrics.multiclass import case_metrics, overlap_scores
 from jittor_pranet.utils.io import atomic_imwrite, atomic_write_text
 from jittor_pranet.utils.overlay import label_palette, overlay_labels
 
@@ -65,16 +65,6 @@ def predict_volume(image: np.ndarray, predict_logits: PredictLogits, input_size:
     return out
 
 
-def _dice_iou(p: np.ndarray, g: np.ndarray) -> Dict[str, float]:
-    """Dice and IoU with upstream's empty-case rules, without the surface distances."""
-    n_p, n_g = int(np.count_nonzero(p)), int(np.count_nonzero(g))
-    if n_p and n_g:
-        inter = int(np.count_nonzero(p & g))
-        return {"Dice": 2.0 * inter / (n_p + n_g), "IoU": inter / (n_p + n_g - inter)}
-    value = 1.0 if n_p else 0.0
-    return {"Dice": value, "IoU": value}
-
-
 def score_volume(pred: np.ndarray, gt: np.ndarray, class_names: Sequence[str],
                  spacing: Optional[Sequence[float]] = None,
                  compute_hd95: bool = True, hd95_convention: str = "medpy") -> Dict[str, Dict[str, Optional[float]]]:
@@ -92,7 +82,7 @@ def score_volume(pred: np.ndarray, gt: np.ndarray, class_names: Sequence[str],
     for c, name in enumerate(class_names, start=1):
         p, g = pred == c, gt == c
         if not compute_hd95:
-            scores[name] = {**_dice_iou(p, g), "HD95_vox": None, "HD95_mm": None}
+            scores[name] = {**overlap_scores(p, g), "HD95_vox": None, "HD95_mm": None}
             continue
         m = case_metrics(p, g, hd95_convention=hd95_convention)
         hd_mm: Optional[float] = None

@@ -29,9 +29,9 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 import cv2
 import numpy as np
 
-from .data.io import IMAGE_EXTENSIONS, is_image_file, list_images  # noqa: F401  (IMAGE_EXTENSIONS re-exported)
-from .errors import UserError
-from .metrics.binary import GT_THRESHOLDS, METRIC_KEYS, ImagePair, PolypMetrics, thresholds, to_uint8_prediction
+from ..data.io import IMAGE_EXTENSIONS, is_image_file, list_images  # noqa: F401  (IMAGE_EXTENSIONS re-exported)
+from ..errors import UserError
+from ..metrics.binary import GT_THRESHOLDS, METRIC_KEYS, ImagePair, PolypMetrics, thresholds, to_uint8_prediction
 
 PathLike = Union[str, Path]
 # when one folder holds the same stem twice, the first extension of this order wins
@@ -355,7 +355,7 @@ class EvaluationReport:
 
     def write_curves(self, folder: PathLike) -> List[Path]:
         """One Dice/IoU-vs-threshold chart per set, ``<folder>/<set>_curves.png``."""
-        from .utils.plot import line_chart
+        from ..utils.plot import line_chart
 
         xs = thresholds() / 255.0
         written = []

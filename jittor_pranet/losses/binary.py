@@ -12,8 +12,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .models.catalog import V2_OUTPUTS
-from .ops import jt
+from ..models.catalog import V2_OUTPUTS
+from ..ops import jt
 
 BOX = 31
 
