@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="parity needs torch (pip install 'jittor-pranet[torch]')")
 
 from jittor_pranet import parity  # noqa: E402
+from jittor_pranet.models.registry import list_models, model_info  # noqa: E402
 
 TOL = 5e-5
 SIZES = [(352, 352), (320, 416)]
@@ -19,7 +20,7 @@ CASES = [("pranet_v1_res2net", 1), ("pranet_v1_pvt", 1), ("pranet_v2_res2net", 1
 def test_forward_parity_all_tensors(name, num_classes):
     results = parity.run_parity(name, num_classes, sizes=SIZES, batch=2, seed=7)
     assert set(results) == {f"2x3x{h}x{w}" for h, w in SIZES}
-    n_out = 8 if name.startswith("pranet_v2") else 4
+    n_out = len(model_info(name).outputs)
     for key, rows in results.items():
         names = [r.tensor for r in rows]
         # encoder stages, RFB outputs, decoder, each (DS)RA stage and all outputs are compared
@@ -33,6 +34,35 @@ def test_forward_parity_all_tensors(name, num_classes):
             assert r.ref_max > 1e-3, f"{r.tensor} is ~0: the comparison would prove nothing"
         bad = [(r.tensor, r.rel) for r in rows if not r.passed(TOL)]
         assert not bad, f"{name} {key}: tensors over {TOL}: {bad}"
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if model_info(n).twin is not None])
+def test_every_registered_model_matches_its_twin(name):
+    """One harness for every model whose catalog row names a PyTorch twin: its official input channels,
+    a small size its input contract accepts, every intermediate and output within the tolerance."""
+    info = model_info(name)
+    side = info.input.sizes[0] if info.input.sizes else 2 * info.input.multiple
+    results = parity.run_parity(name, info.default_num_classes, sizes=[(side, side)], batch=1, seed=5)
+    ((key, rows),) = results.items()
+    assert key == f"1x{info.in_channels}x{side}x{side}"
+    assert [r.tensor for r in rows if r.tensor.startswith("out.")] == [f"out.{o}" for o in info.outputs]
+    assert all(r.ref_max > 0 for r in rows)
+    bad = [(r.tensor, r.rel) for r in rows if not r.passed(TOL)]
+    assert not bad, f"{name}: tensors over {TOL}: {bad}"
+
+
+def test_parity_cli_runs_the_multiclass_models(tmp_path, capsys):
+    import json
+
+    from conftest import run_cli
+
+    out = tmp_path / "parity.json"
+    code, stdout, _ = run_cli(["parity", "--model", "emcad_b2_dsra", "--size", "64", "--batch", "1", "--json", out],
+                              capsys)
+    assert code == 0 and "emcad_b2_dsra (num_classes=9) input 1x1x64x64" in stdout and "PASS" in stdout
+    assert list(json.loads(out.read_text())) == ["emcad_b2_dsra/1x1x64x64"]
+    code, _, err = run_cli(["parity", "--model", "emcad_b2", "--size", "100"], capsys)
+    assert code == 2 and "multiple of 32" in err
 
 
 def test_parity_detects_a_wrong_weight():
