@@ -625,6 +625,19 @@ def abandon_compile_pool() -> None:
     pool = getattr(jittor_utils, "p", None) if jittor_utils else None
     if pool is None:
         return
+    # Stop the pool's maintenance thread first: left running it forks a replacement for every killed
+    # worker, forever, and a worker forked while a subprocess is being started inherits that
+    # subprocess's exec-status pipe, so the starting process waits on it for good (an in-process
+    # caller's next ``subprocess.run`` hung).
+    import multiprocessing.pool as mp_pool
+
+    handler = getattr(pool, "_worker_handler", None)
+    if handler is not None:
+        handler._state = mp_pool.TERMINATE
+        notifier = getattr(pool, "_change_notifier", None)
+        if notifier is not None:
+            notifier.put(None)
+        handler.join(timeout=5)
     for worker in list(getattr(pool, "_pool", [])):
         try:
             worker.kill()
