@@ -4,6 +4,7 @@ import pytest
 
 from jittor_pranet.config import load_config
 from jittor_pranet.errors import UserError
+from jittor_pranet.models import model_info
 
 
 def _outputs(n=8, seed=0):
@@ -25,12 +26,12 @@ def test_default_and_explicit_official_weights_reproduce_the_official_losses():
 
     outs, labels = _outputs()
     official = float(multiclass_dsra_loss(outs, labels).item())
-    assert float(resolve_loss(_cfg(), 8)(outs, labels).item()) == official
+    assert float(resolve_loss(_cfg(), model_info("emcad_b2_dsra"))(outs, labels).item()) == official
     explicit = _cfg("train.loss_weights={ce: 0.5, dice: 0.7, bg_bce: 0.3}")
-    assert float(resolve_loss(explicit, 8)(outs, labels).item()) == official
+    assert float(resolve_loss(explicit, model_info("emcad_b2_dsra"))(outs, labels).item()) == official
     base = float(multiclass_loss(outs[:4], labels).item())
-    assert float(resolve_loss(_cfg("train.loss=baseline"), 4)(outs[:4], labels).item()) == base
-    assert float(resolve_loss(_cfg("train.loss=baseline", "train.loss_weights={ce: 0.3, dice: 0.7}"), 4)(
+    assert float(resolve_loss(_cfg("train.loss=baseline"), model_info("emcad_b2"))(outs[:4], labels).item()) == base
+    assert float(resolve_loss(_cfg("train.loss=baseline", "train.loss_weights={ce: 0.3, dice: 0.7}"), model_info("emcad_b2"))(
         outs[:4], labels).item()) == base
 
 
@@ -41,7 +42,7 @@ def test_a_zero_weight_switches_a_term_off():
     outs, labels = _outputs(seed=1)
     for weights, triple in (("{ce: 0}", (0.0, 0.7, 0.3)), ("{dice: 0}", (0.5, 0.0, 0.3)),
                             ("{bg_bce: 0}", (0.5, 0.7, 0.0))):
-        got = float(resolve_loss(_cfg(f"train.loss_weights={weights}"), 8)(outs, labels).item())
+        got = float(resolve_loss(_cfg(f"train.loss_weights={weights}"), model_info("emcad_b2_dsra"))(outs, labels).item())
         assert got == pytest.approx(float(multiclass_dsra_loss(outs, labels, weights=triple).item()), rel=1e-6)
         assert got != pytest.approx(float(multiclass_dsra_loss(outs, labels).item()), rel=1e-3)
 
@@ -61,6 +62,6 @@ def test_inconsistent_weights_are_refused():
     from jittor_pranet.engine.multiclass import resolve_loss
 
     with pytest.raises(UserError, match="bg_bce needs train.loss=dsra"):
-        resolve_loss(_cfg("train.loss=baseline", "train.loss_weights={bg_bce: 0.3}"), 4)
+        resolve_loss(_cfg("train.loss=baseline", "train.loss_weights={bg_bce: 0.3}"), model_info("emcad_b2"))
     with pytest.raises(UserError, match="every term is 0"):
-        resolve_loss(_cfg("train.loss_weights={ce: 0, dice: 0, bg_bce: 0}"), 8)
+        resolve_loss(_cfg("train.loss_weights={ce: 0, dice: 0, bg_bce: 0}"), model_info("emcad_b2_dsra"))
