@@ -744,7 +744,7 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
 
     Conv/Linear weights ~ N(0, sqrt(1/fan_in)), their biases ~ N(0, 0.02); BatchNorm weight ~ U(0.5, 1.5),
     bias ~ N(0, 0.1), running_mean ~ N(0, 0.1), running_var ~ U(0.5, 2.0); LayerNorm weight ~ U(0.5, 1.5),
-    bias ~ N(0, 0.1).  Modules are visited in ``named_modules`` order, so the result depends only on the
+    bias ~ N(0, 0.1); LayerScale ``gamma`` ~ U(0.5, 1.5).  Modules are visited in ``named_modules`` order, so the result depends only on the
     architecture and the seed.  A parameter owned by any other module type raises ``TypeError``.
     """
     gen = torch.Generator().manual_seed(int(seed))
@@ -770,6 +770,8 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
         elif isinstance(m, nn.LayerNorm):
             uniform(m.weight, 0.5, 1.5)
             normal(m.bias, 0.1)
+        elif isinstance(getattr(m, "gamma", None), nn.Parameter) and len(list(m.parameters(recurse=False))) == 1:
+            uniform(m.gamma, 0.5, 1.5)  # LayerScale: of order 1, so that the scaled branch counts
         else:
             continue
         done.update(id(p) for p in m.parameters(recurse=False))
