@@ -230,6 +230,9 @@ class ModelInfo:
     loss: str = ""                     # dsra | baseline: the official supervision (default: dsra when dual)
     twin: Optional[Twin] = None        # its PyTorch twin (parity, export, bench)
     encoder_attr: str = "backbone"     # attribute that holds the encoder (its state_dict prefix)
+    # attribute of a second ImageNet-initialised encoder (Cascaded MERIT: backbone2, from
+    # ``model.backbone2_weights`` / ``convert --backbone2``); "" for one-encoder models
+    encoder2_attr: str = ""
 
     def __post_init__(self):
         if not self.prediction_rule:
