@@ -19,8 +19,12 @@
   input-size check.  Measured outside the suite with the real MaxViTs (random weights incl. LayerScale,
   batch 1, 256x256): official vs twin 0.0 on every output; Jittor vs twin worst 7.5e-6 over all 35 / 47
   compared tensors (encoder stages of both passes, decoder stages, feedback, outputs).
+* One train-mode loss step (stand-in encoders, float64, official multi-class loss): loss, every
+  gradient (both passes, the feedback head) and every BatchNorm statistic (the shared decoder's run
+  twice per step) within 1e-5.
 """
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +288,69 @@ def test_input_size_is_checked_and_init_is_pytorch_default(stand_in_encoders):
     assert np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound
     assert abs(float(w.std()) - bound / np.sqrt(3)) < 0.05 * bound
     assert np.all(sd["decoder.AG2.psi.1.weight"].numpy() == 1) and np.all(sd["conv.1.running_var"].numpy() == 1)
+
+
+def _labels(size, num_classes, seed, n=2):
+    """Label maps with blob-shaped classes (every class present)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    lab = np.zeros((n, size, size), np.int32)
+    for i in range(n):
+        for c in range(1, num_classes):
+            cy, cx, r = rng.uniform(0.2, 0.8, 2).tolist() + [rng.uniform(0.08, 0.2)]
+            lab[i][(yy / size - cy) ** 2 + (xx / size - cx) ** 2 < r * r] = c
+    return lab
+
+
+def _rel(a, b):
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+@pytest.mark.parametrize("dual", [False, True], ids=["single", "dual"])
+def test_one_train_mode_loss_step_with_stand_in_encoders(stand_in_encoders, monkeypatch, dual):
+    """Train mode (batch statistics; the shared decoder's BatchNorms run twice per step, as official),
+    the official multi-class loss, backward through both passes and the feedback mask; float64 on both
+    sides (random-weight train-mode gradients are ill-conditioned in float32, see test_emcad_parity)."""
+    from jittor_pranet.engine.optim import trainable_named_parameters
+    from jittor_pranet.losses.multiclass import multiclass_seg_loss
+    from jittor_pranet.reference import torch_emcad as te
+
+    monkeypatch.setattr(sys.modules[__name__], "WIDTHS", (16, 16, 16, 16))  # float64 convolutions are slow
+    num_classes = 4
+    jmodel, tmodel = _model_pair(dual, num_classes, seed=9)
+    tmodel.double().train()
+    for v in jmodel.state_dict().values():
+        v.assign(v.float64())
+    jmodel.train()
+    x = np.random.default_rng(3).standard_normal((2, 3, 256, 256)).astype(np.float32).astype(np.float64)
+    lab = _labels(256, num_classes, seed=4)
+    loss_fn = te.multiclass_dsra_loss if dual else te.multiclass_loss
+    t_loss = loss_fn(tmodel(torch.from_numpy(x)), torch.from_numpy(lab).long(), num_classes)
+    t_loss.backward()
+    named = trainable_named_parameters(jmodel)
+    j_loss = multiclass_seg_loss(jmodel(jt.array(x.astype(np.float32)).float64()), jt.array(lab), dual=dual)
+    grads = jt.grad(j_loss, [p for _, p in named])
+    assert _rel(j_loss.numpy(), t_loss.detach().numpy()) <= 1e-6
+    t_params = dict(tmodel.named_parameters())
+    assert {n for n, _ in named} == set(t_params)
+
+    def torch_grad(n):  # unused: the stem on RGB input, the dual model's out_head1..4
+        g = t_params[n].grad
+        return np.zeros(t_params[n].shape) if g is None else g.numpy()
+
+    pairs = [(n, g.numpy(), torch_grad(n)) for (n, _), g in zip(named, grads)]
+    scale = max(np.abs(t).max() for _, _, t in pairs)
+    compared = [(n, j, t) for n, j, t in pairs if np.abs(t).max() >= 1e-6 * scale]
+    assert any(n.startswith("backbone1.") for n, _, _ in compared)  # reached through both passes
+    assert any(n.startswith("out_head4_in.") for n, _, _ in compared)  # the feedback mask is differentiated
+    worst = max((_rel(j, t), n) for n, j, t in compared)
+    assert worst[0] <= 1e-5, worst
+    for n, j, t in pairs:
+        if np.abs(t).max() < 1e-6 * scale:
+            assert np.abs(j).max() < 1e-5 * scale, n
+    t_state, j_state = tmodel.state_dict(), jmodel.state_dict()
+    stats = [k for k in t_state if k.endswith(("running_mean", "running_var"))]
+    worst_bn = max((_rel(j_state[k].numpy(), t_state[k].numpy()), k) for k in stats)
+    assert worst_bn[0] <= 1e-6, worst_bn
+    print(f"dual={dual} loss step: loss {_rel(j_loss.numpy(), t_loss.detach().numpy()):.2e}, worst gradient "
+          f"{worst[0]:.2e} ({worst[1]}), worst BN statistic {worst_bn[0]:.2e}")
