@@ -26,6 +26,9 @@ EMCAD decoder               ``init_weights('normal')`` of MSDC / MSCB / EUCB / L
 (:func:`init_emcad_`)       Conv2d normal(0, 0.02) + zero bias, BatchNorm 1 / 0; the DSRA heads
                             ``ConvBlock*_fg/_bg``, the 1->3 stem and ``out_head*`` keep PyTorch's
                             defaults
+Cascaded MERIT              nothing of their own: PyTorch's defaults for the 1->3 stem, the
+(:func:`init_merit_`)       CASCADE decoder (DSRA heads included) and every head; the MaxViT
+                            encoders keep their own initialisation
 ==========================  ===================================================================
 
 PyTorch's defaults: Conv2d and Linear weights ``kaiming_uniform_(a=sqrt(5))``, i.e. uniform on
@@ -210,5 +213,11 @@ def init_emcad_(model: nn.Module) -> None:
     init_emcad_decoder_(model.decoder)
 
 
-__all__ = ["TRUNC_BOUNDS", "fan_in", "init_emcad_", "init_emcad_decoder_", "init_maxvit_", "init_pranet_decoder_",
-           "init_pvtv2_", "init_pytorch_defaults_", "init_res2net_", "pytorch_default_"]
+def init_merit_(model: nn.Module) -> None:
+    """Cascaded MERIT: the official classes apply no scheme of their own, so everything outside
+    ``backbone1`` / ``backbone2`` (stem, CASCADE decoder, ``out_head*``) has PyTorch's defaults."""
+    init_pytorch_defaults_(model, skip=("backbone1", "backbone2"))
+
+
+__all__ = ["TRUNC_BOUNDS", "fan_in", "init_emcad_", "init_emcad_decoder_", "init_maxvit_", "init_merit_",
+           "init_pranet_decoder_", "init_pvtv2_", "init_pytorch_defaults_", "init_res2net_", "pytorch_default_"]
