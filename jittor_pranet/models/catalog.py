@@ -17,6 +17,10 @@ V1_OUTPUTS = ("lateral_map_5", "lateral_map_4", "lateral_map_3", "lateral_map_2"
 V2_OUTPUTS = ("fg2", "fg3", "fg4", "fg5", "bg2", "bg3", "bg4", "bg5")
 EMCAD_OUTPUTS = ("p4", "p3", "p2", "p1")
 EMCAD_DUAL_OUTPUTS = EMCAD_OUTPUTS + ("p4_bg", "p3_bg", "p2_bg", "p1_bg")
+MIST_OUTPUTS = ("p11", "p12", "p13", "p14")                    # deepest first, as the official names
+MIST_DUAL_OUTPUTS = MIST_OUTPUTS + ("p11_bg", "p12_bg", "p13_bg", "p14_bg")
+MERIT_OUTPUTS = ("p1", "p2", "p3", "p4")                       # deepest first (EMCAD's p4 is its deepest)
+MERIT_DUAL_OUTPUTS = MERIT_OUTPUTS + ("p1_bg", "p2_bg", "p3_bg", "p4_bg")
 
 
 # ------------------------------------------------------------------------------------ input sizes
@@ -61,6 +65,8 @@ class InputContract:
 
 
 MULTIPLE_OF_32 = InputContract(32)
+#: MaxViT models: attention windows of 8 x 8 tokens fixed at construction (256 / 32), square maps
+FIXED_256_SQUARE = InputContract(32, (256,), True)
 
 
 # ------------------------------------------------------------------------------- prediction rules
@@ -282,6 +288,9 @@ ModelFacts = ModelInfo  # the catalog row's other name
 _TM = "jittor_pranet.reference.torch_models"
 _TE = "jittor_pranet.reference.torch_emcad"
 _TW = "jittor_pranet.reference.twins"
+_TMI = "jittor_pranet.reference.torch_mist"
+_TME = "jittor_pranet.reference.torch_merit"
+_MAXXVIT = "maxxvit_rmlp_small_rw_256"
 _RES2NET, _PVT = "res2net50_v1b_26w_4s", "pvt_v2_b2"
 
 MODELS: Tuple[ModelInfo, ...] = (
@@ -307,6 +316,18 @@ MODELS: Tuple[ModelInfo, ...] = (
               ("out_head4.weight", "decoder.ConvBlock4_fg.conv.weight"), "decoder.ConvBlock1_fg.conv.weight",
               in_channels=1, prediction_rule="sum_fg", loss="dsra",
               twin=Twin(f"{_TE}:EMCADNet", f"{_TW}:emcad_b2_dsra")),
+    ModelInfo("merit_cascaded", "merit", _MAXXVIT, MERIT_OUTPUTS, 256, 9, "multiclass", False, "MERIT_Cascaded",
+              ("backbone2.stem.conv1.weight", "out_head4_in.weight"), "out_head1.weight",
+              input=FIXED_256_SQUARE, in_channels=1, prediction_rule="sum_all", loss="baseline",
+              encoder_attr="backbone1", encoder2_attr="backbone2",
+              twin=Twin(f"{_TME}:MERITNet", f"{_TW}:merit_cascaded")),
+    ModelInfo("merit_cascaded_dsra", "merit", _MAXXVIT, MERIT_DUAL_OUTPUTS, 256, 9, "multiclass", True,
+              "MERIT_Cascaded_dual",
+              ("backbone2.stem.conv1.weight", "out_head4_in.weight", "decoder.ConvBlock4_fg.conv.weight"),
+              "decoder.ConvBlock1_fg.conv.weight",
+              input=FIXED_256_SQUARE, in_channels=1, prediction_rule="sum_fg_minus_bg", loss="dsra",
+              encoder_attr="backbone1", encoder2_attr="backbone2",
+              twin=Twin(f"{_TME}:MERITNet", f"{_TW}:merit_cascaded_dsra")),
 )
 
 #: where the built-in constructors are registered (imported by ``build_model`` on first use)
@@ -354,6 +375,7 @@ def identify(state_dict: Mapping[str, object], rows: Sequence[ModelInfo] = MODEL
     return name, identify_encoder(state_dict), classes
 
 
-__all__ = ["ENCODERS", "EMCAD_DUAL_OUTPUTS", "EMCAD_OUTPUTS", "EncoderFamily", "InputContract", "MODELS",
+__all__ = ["ENCODERS", "EMCAD_DUAL_OUTPUTS", "EMCAD_OUTPUTS", "FIXED_256_SQUARE", "MERIT_DUAL_OUTPUTS",
+           "MERIT_OUTPUTS", "MIST_DUAL_OUTPUTS", "MIST_OUTPUTS", "EncoderFamily", "InputContract", "MODELS",
            "ModelFacts", "ModelInfo", "PREDICTION_RULES", "Twin", "V1_OUTPUTS", "V2_OUTPUTS", "combine_outputs",
            "encoder_family", "encoder_names", "identify", "identify_encoder", "recognise", "row"]

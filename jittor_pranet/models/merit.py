@@ -31,15 +31,14 @@ from typing import Dict, List, Tuple
 
 from ..errors import UserError
 from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
-from .catalog import combine_outputs
+from .catalog import MERIT_DUAL_OUTPUTS, MERIT_OUTPUTS, combine_outputs, row
 from .decoders.cascade import CascadeDecoder
 from .encoders import build_encoder
 from .weight_init import init_merit_
 
 from jittor import nn
 
-OUTPUTS = ("p1", "p2", "p3", "p4")
-DUAL_OUTPUTS = OUTPUTS + ("p1_bg", "p2_bg", "p3_bg", "p4_bg")
+OUTPUTS, DUAL_OUTPUTS = MERIT_OUTPUTS, MERIT_DUAL_OUTPUTS
 #: pass-1 upsampling factors of the four stage maps (deepest first), as official
 _FACTORS = (32, 16, 8, 4)
 
@@ -50,6 +49,9 @@ class MERITNet(nn.Module):
     ``gain``: the DSRA reverse gain of the dual decoder (``"softmax"`` = official ``use_softmax=True``,
     ``"difference"`` = ``use_softmax=False``, ``"sigmoid"``: see :mod:`.decoders.dsra`).
     """
+
+    #: the first encoder's attribute = the state_dict prefix ``model.backbone_weights`` is loaded under
+    encoder_attr = "backbone1"
 
     def __init__(self, num_classes: int = 9, encoder: str = "maxxvit_rmlp_small_rw_256",
                  encoder2: str = "maxvit_rmlp_small_rw_224", dual: bool = False, gain: str = "softmax",
@@ -120,7 +122,7 @@ class MERITNet(nn.Module):
 def merit_prediction_logits(model_or_dual, outputs):
     """The logits the official test arg-maxes: single ``p1 + .. + p4``; dual ``sum(fg) - sum(bg)``."""
     dual = model_or_dual if isinstance(model_or_dual, bool) else model_or_dual.dual
-    return combine_outputs("sum_fg_minus_bg" if dual else "sum_all", outputs)
+    return combine_outputs(row("merit_cascaded_dsra" if dual else "merit_cascaded").prediction_rule, outputs)
 
 
 def decoder_parameter_count(model: MERITNet) -> int:

@@ -1,5 +1,6 @@
 """The registered constructors (facts about each model live in :mod:`.registry`)."""
 from .emcad import EMCADNet
+from .merit import MERITNet
 from .pranet import PraNetV1, PraNetV2
 from .registry import register_model
 
@@ -38,3 +39,16 @@ def emcad_b2(num_classes: int = 9, encoder: str = "pvt_v2_b2", **kw) -> EMCADNet
 def emcad_b2_dsra(num_classes: int = 9, encoder: str = "pvt_v2_b2", **kw) -> EMCADNet:
     """EMCAD-B2 with PraNet-V2's DSRA fg/bg heads per stage (official ``EMCADNet(dual=True)``)."""
     return EMCADNet(num_classes=num_classes, encoder=encoder, dual=True, **kw)
+
+
+@register_model
+def merit_cascaded(num_classes: int = 9, encoder: str = "maxxvit_rmlp_small_rw_256", **kw) -> MERITNet:
+    """Cascaded MERIT: two MaxViT passes (256, then 224 on the feedback-masked input), CASCADE decoder
+    (official ``MERIT_Cascaded``)."""
+    return MERITNet(num_classes=num_classes, encoder=encoder, dual=False, **kw)
+
+
+@register_model
+def merit_cascaded_dsra(num_classes: int = 9, encoder: str = "maxxvit_rmlp_small_rw_256", **kw) -> MERITNet:
+    """Cascaded MERIT with PraNet-V2's DSRA fg/bg heads per stage (official ``MERIT_Cascaded_dual``)."""
+    return MERITNet(num_classes=num_classes, encoder=encoder, dual=True, **kw)

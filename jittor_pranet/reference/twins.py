@@ -136,4 +136,34 @@ def emcad_b2_dsra(spec) -> Dict[str, Any]:
     return _emcad(spec, True)
 
 
+def _maxvit_encoder(spec, default: str) -> str:
+    encoder = spec.encoder or default
+    family = encoder_family(encoder)
+    if family is None or family.name != "maxvit":
+        raise UserError(f"the PyTorch reference of {spec.name} has no encoder {encoder!r} (a MaxViT variant)")
+    return encoder
+
+
+def _official_softmax_gain(spec) -> bool:
+    """``use_softmax`` of the official DSRA decoders: softmax (True) or difference (False)."""
+    gain = spec.gain or "softmax"
+    if gain not in ("softmax", "difference"):
+        raise UserError(f"the PyTorch reference (the official class) has no DSRA gain {gain!r}: "
+                        "only softmax and difference")
+    return gain == "softmax"
+
+
+def _merit(spec, dual: bool) -> Dict[str, Any]:
+    return {"num_classes": spec.num_classes, "encoder": _maxvit_encoder(spec, "maxxvit_rmlp_small_rw_256"),
+            "dual": dual, "use_softmax": _official_softmax_gain(spec)}
+
+
+def merit_cascaded(spec) -> Dict[str, Any]:
+    return _merit(spec, False)
+
+
+def merit_cascaded_dsra(spec) -> Dict[str, Any]:
+    return _merit(spec, True)
+
+
 __all__ = ["ReferenceModel", "build_twin", "reference_entry", "reference_models"]
