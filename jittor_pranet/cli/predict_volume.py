@@ -85,6 +85,8 @@ def run_volumes(args) -> int:
 
     if args.montage < 0:
         raise UserError(f"--montage must be >= 0, not {args.montage}")
+    if getattr(args, "tta", None):
+        raise UserError("--tta applies to images and videos; NIfTI volumes are predicted slice by slice without it")
     if args.threshold is not None or args.overlay:
         warn("--threshold / --overlay do not apply to NIfTI volumes (see --montage)")
     files = collect_volumes(args.inputs)

@@ -115,6 +115,13 @@ class TTAPredictor(Predictor):
         if not self.modes:
             raise UserError("TTA needs at least one mode: flip and/or scales")
         self.sizes = scale_sizes(self.size, parse_scales(scales)) if "scales" in self.modes else (self.size,)
+        from ..models.registry import input_contract
+
+        contract = input_contract(model)
+        refused = [s for s in self.sizes if not contract.accepts(s)]
+        if refused:
+            raise UserError(f"--tta scales: this model takes {contract.describe()} inputs only, not "
+                            f"{'/'.join(map(str, refused))} px; use --tta flip")
         self.flips = FLIPS if "flip" in self.modes else _NO_FLIP
 
     @classmethod

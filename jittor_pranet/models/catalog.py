@@ -156,6 +156,16 @@ _MAXVIT_SHAPES = {
 _MAXVIT_EXTRA = ("maxvit_rmlp_small_rw_256",)  # same weights as the 224 variant, 8x8 windows
 
 
+#: Cascaded MERIT's second encoder for each first one: the MBConv MaxViT of the same widths (the two
+#: passes' features are added). Official: maxxvit_rmlp_small_rw_256 -> maxvit_rmlp_small_rw_224; the
+#: smaller pairs run the same code path small.
+MERIT_SECOND_ENCODER = {
+    "maxxvit_rmlp_small_rw_256": "maxvit_rmlp_small_rw_224",
+    "maxxvit_rmlp_tiny_rw_256": "maxvit_rmlp_tiny_rw_256",
+    "maxxvit_rmlp_nano_rw_256": "maxvit_rmlp_nano_rw_256",
+}
+
+
 def _identify_maxvit(sd: Mapping[str, object], prefix: str) -> Optional[str]:
     conv = "convnext" if f"{prefix}stages.0.blocks.0.conv.conv_dw.weight" in sd else "mbconv"
     stem = int(sd[f"{prefix}stem.conv1.weight"].shape[0])
@@ -318,15 +328,15 @@ MODELS: Tuple[ModelInfo, ...] = (
               twin=Twin(f"{_TE}:EMCADNet", f"{_TW}:emcad_b2_dsra")),
     ModelInfo("merit_cascaded", "merit", _MAXXVIT, MERIT_OUTPUTS, 256, 9, "multiclass", False, "MERIT_Cascaded",
               ("backbone2.stem.conv1.weight", "out_head4_in.weight"), "out_head1.weight",
-              input=FIXED_256_SQUARE, in_channels=1, prediction_rule="sum_all", loss="baseline",
-              encoder_attr="backbone1", encoder2_attr="backbone2",
+              encoders=tuple(MERIT_SECOND_ENCODER), input=FIXED_256_SQUARE, in_channels=1,
+              prediction_rule="sum_all", loss="baseline", encoder_attr="backbone1", encoder2_attr="backbone2",
               twin=Twin(f"{_TME}:MERITNet", f"{_TW}:merit_cascaded")),
     ModelInfo("merit_cascaded_dsra", "merit", _MAXXVIT, MERIT_DUAL_OUTPUTS, 256, 9, "multiclass", True,
               "MERIT_Cascaded_dual",
               ("backbone2.stem.conv1.weight", "out_head4_in.weight", "decoder.ConvBlock4_fg.conv.weight"),
               "decoder.ConvBlock1_fg.conv.weight",
-              input=FIXED_256_SQUARE, in_channels=1, prediction_rule="sum_fg_minus_bg", loss="dsra",
-              encoder_attr="backbone1", encoder2_attr="backbone2",
+              encoders=tuple(MERIT_SECOND_ENCODER), input=FIXED_256_SQUARE, in_channels=1,
+              prediction_rule="sum_fg_minus_bg", loss="dsra", encoder_attr="backbone1", encoder2_attr="backbone2",
               twin=Twin(f"{_TME}:MERITNet", f"{_TW}:merit_cascaded_dsra")),
 )
 
@@ -375,7 +385,7 @@ def identify(state_dict: Mapping[str, object], rows: Sequence[ModelInfo] = MODEL
     return name, identify_encoder(state_dict), classes
 
 
-__all__ = ["ENCODERS", "EMCAD_DUAL_OUTPUTS", "EMCAD_OUTPUTS", "FIXED_256_SQUARE", "MERIT_DUAL_OUTPUTS",
+__all__ = ["ENCODERS", "EMCAD_DUAL_OUTPUTS", "EMCAD_OUTPUTS", "FIXED_256_SQUARE", "MERIT_DUAL_OUTPUTS", "MERIT_SECOND_ENCODER",
            "MERIT_OUTPUTS", "MIST_DUAL_OUTPUTS", "MIST_OUTPUTS", "EncoderFamily", "InputContract", "MODELS",
            "ModelFacts", "ModelInfo", "PREDICTION_RULES", "Twin", "V1_OUTPUTS", "V2_OUTPUTS", "combine_outputs",
            "encoder_family", "encoder_names", "identify", "identify_encoder", "recognise", "row"]

@@ -27,11 +27,11 @@ nothing).  Nothing is loaded from files here.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..errors import UserError
 from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
-from .catalog import MERIT_DUAL_OUTPUTS, MERIT_OUTPUTS, combine_outputs, row
+from .catalog import MERIT_DUAL_OUTPUTS, MERIT_OUTPUTS, MERIT_SECOND_ENCODER, combine_outputs, row
 from .decoders.cascade import CascadeDecoder
 from .encoders import build_encoder
 from .weight_init import init_merit_
@@ -54,17 +54,22 @@ class MERITNet(nn.Module):
     encoder_attr = "backbone1"
 
     def __init__(self, num_classes: int = 9, encoder: str = "maxxvit_rmlp_small_rw_256",
-                 encoder2: str = "maxvit_rmlp_small_rw_224", dual: bool = False, gain: str = "softmax",
-                 img_size: int = 256, img_size2: int = 224):
+                 encoder2: Optional[str] = None, dual: bool = False, gain: str = "softmax",
+                 img_size: int = 256, img_size2: int = 224, drop_path_rate: float = 0.0):
         if num_classes < 1:
             raise ValueError("num_classes must be >= 1")
+        if encoder2 is None:  # the official pairing (catalog.MERIT_SECOND_ENCODER)
+            if encoder not in MERIT_SECOND_ENCODER:
+                raise ValueError(f"MERIT's first encoder must be one of {sorted(MERIT_SECOND_ENCODER)}, not {encoder!r}")
+            encoder2 = MERIT_SECOND_ENCODER[encoder]
         self.num_classes, self.dual = num_classes, dual
         self.img_size, self.img_size2 = int(img_size), int(img_size2)
         self.encoder_name, self.encoder2_name = encoder, encoder2
         # creation order = state_dict order = the official one
         self.conv = nn.Sequential(Conv2d(1, 3, 1), BatchNorm2d(3), nn.ReLU())
-        self.backbone1 = build_encoder(encoder, img_size=self.img_size)
-        self.backbone2 = build_encoder(encoder2, img_size=self.img_size2)
+        # drop_path_rate: stochastic depth in both encoders (the official models use 0)
+        self.backbone1 = build_encoder(encoder, img_size=self.img_size, drop_path_rate=drop_path_rate)
+        self.backbone2 = build_encoder(encoder2, img_size=self.img_size2, drop_path_rate=drop_path_rate)
         widths1, widths2 = tuple(self.backbone1.out_channels), tuple(self.backbone2.out_channels)
         if widths1 != widths2:
             raise ValueError(f"MERIT adds the two encoders' features: widths differ, {widths1} vs {widths2}")

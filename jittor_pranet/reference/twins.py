@@ -154,7 +154,12 @@ def _official_softmax_gain(spec) -> bool:
 
 
 def _merit(spec, dual: bool) -> Dict[str, Any]:
-    return {"num_classes": spec.num_classes, "encoder": _maxvit_encoder(spec, "maxxvit_rmlp_small_rw_256"),
+    from ..models.catalog import MERIT_SECOND_ENCODER
+
+    encoder = _maxvit_encoder(spec, "maxxvit_rmlp_small_rw_256")
+    if encoder not in MERIT_SECOND_ENCODER:
+        raise UserError(f"{spec.name}: no second encoder is paired with {encoder!r} ({', '.join(MERIT_SECOND_ENCODER)})")
+    return {"num_classes": spec.num_classes, "encoder": encoder, "encoder2": MERIT_SECOND_ENCODER[encoder],
             "dual": dual, "use_softmax": _official_softmax_gain(spec)}
 
 

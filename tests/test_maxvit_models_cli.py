@@ -1,0 +1,85 @@
+"""MIST and Cascaded MERIT end to end through the CLI on their small encoders: train a few steps, test on
+a volume, predict a NIfTI volume and an image, refuse other input sizes and scale TTA in one line.
+
+The same code paths as the full-size models (which the parity tests cover at 256): only the MaxViT
+variant differs (``model.encoder=maxxvit_rmlp_nano_rw_256``; MERIT pairs it with
+``maxvit_rmlp_nano_rw_256`` as its second encoder).
+"""
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from jittor_pranet import checkpoint as ck
+
+nib = pytest.importorskip("nibabel")
+
+SMALL = "maxxvit_rmlp_nano_rw_256"
+MODELS = ["merit_cascaded_dsra"]
+
+
+def _tiny(name):
+    return ["task=multiclass", f"model.name={name}", f"model.encoder={SMALL}", "model.backbone_weights=null",
+            "data.train_size=256", "data.test_size=256", "train.batch_size=2", "train.optimizer=adamw",
+            "train.lr=1e-4", "train.weight_decay=1e-4", "train.clip=null", "train.multi_scale=[1.0]",
+            "data.num_workers=1", "output.predict_test=false", "data.augment=false", "train.epochs=1",
+            "train.max_steps=2", "train.supervision=mutation", "model.drop_path_rate=0"]
+
+
+@pytest.fixture(scope="module")
+def organs(tmp_path_factory):
+    from jittor_pranet.data.synthetic_organs import make_synthetic_organs
+
+    root = tmp_path_factory.mktemp("organs")
+    make_synthetic_organs(root, seed=1, train_cases=2, test_cases=1, size=64, depth=3)
+    return root
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_train_test_predict_small_encoder(name, organs, tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, err = run_cli(["train", "--no-progress", "--run-dir", run, f"data.train={organs}", *_tiny(name)], capsys)
+    assert code == 0, err
+    rows = (run / "steps.csv").read_text().splitlines()[1:]
+    assert len(rows) == 2 and all(np.isfinite(float(r.split(",")[4])) for r in rows)
+    meta = ck.read_state_dict(run / "last.pkl").meta
+    assert meta["model"] == name and meta["encoder"] == SMALL
+
+    code, out, err = run_cli(["test", "--no-progress", "--checkpoint", run / "last.pkl", "--data", organs,
+                              "--out", tmp_path / "eval"], capsys)
+    assert code == 0, err
+    scores = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert 0.0 <= scores["mean"]["mDice"] <= 1.0
+
+    vol = tmp_path / "scan.nii.gz"
+    rng = np.random.default_rng(0)
+    nib.save(nib.Nifti1Image(rng.normal(0, 100, (48, 40, 3)).astype(np.float32), np.diag([0.8, 0.8, 3.0, 1])),
+             str(vol))
+    code, out, err = run_cli(["predict", vol, "--checkpoint", run / "last.pkl", "--out", tmp_path / "pred",
+                              "--no-progress"], capsys)
+    assert code == 0, err
+    seg = nib.load(str(tmp_path / "pred" / "scan_seg.nii.gz"))
+    assert seg.shape == (48, 40, 3) and np.asarray(seg.dataobj).max() < 6
+
+    # fixed-size models: another --size and scale TTA are refused in one line
+    code, _, err = run_cli(["predict", vol, "--checkpoint", run / "last.pkl", "--out", tmp_path / "p2",
+                            "--size", "224"], capsys)
+    assert code == 2 and "256" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["predict", vol, "--checkpoint", run / "last.pkl", "--out", tmp_path / "p3",
+                            "--tta", "flip"], capsys)
+    assert code == 2 and "NIfTI" in err and len(err.strip().splitlines()) == 1
+
+    # an image (grayscale through the 1 -> 3 stem), with flip TTA; scale TTA refused in one line
+    from PIL import Image
+
+    img = tmp_path / "slice.png"
+    Image.fromarray(rng.integers(0, 255, (70, 90), dtype=np.uint8)).save(img)
+    code, out, err = run_cli(["predict", img, "--checkpoint", run / "last.pkl", "--out", tmp_path / "pi",
+                              "--tta", "flip", "--no-progress"], capsys)
+    assert code == 0, err
+    assert any((tmp_path / "pi").iterdir())
+    code, _, err = run_cli(["predict", img, "--checkpoint", run / "last.pkl", "--out", tmp_path / "pj",
+                            "--tta", "scales"], capsys)
+    assert code == 2 and "use --tta flip" in err and "Traceback" not in err
+    assert sum(line.startswith("error:") for line in err.splitlines()) == 1
