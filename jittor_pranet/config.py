@@ -1,8 +1,11 @@
 """Experiment configs: one YAML per experiment, ``key=value`` overrides, unknown keys rejected.
 
 Every key has a default below (the official recipe); a YAML file overrides some of them and the
-command line overrides again (``train.epochs=5 model.name=pranet_v2_pvt``).  The resolved config is
-saved next to the run's outputs.  A misspelt key is an error with a suggestion, never ignored.
+command line overrides again (``train.epochs=5 model.name=pranet_v2_pvt``).  A file may start from
+others with ``_base_: base.yaml`` (or a list; paths relative to the file, later ones win): their keys
+are applied first, the file's own keys over them, key by key, as overrides are.  The resolved config
+(merged, no ``_base_``) is saved next to the run's outputs.  A misspelt key is an error with a
+suggestion, never ignored.
 """
 from __future__ import annotations
 
@@ -76,18 +79,37 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 
+#: the key of a config file naming the file(s) it starts from
+BASE_KEY = "_base_"
+
+
+def _is_mapping_option(key: str) -> bool:
+    """A key whose value may itself be a mapping (``data.augment: {hflip: 0.5}``): a leaf, not a section."""
+    check = SCHEMA.get(key)
+    return check is not None and check.kind in ("mapping", "bool_or_mapping")
+
+
 def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """Nested sections -> ``section.key`` leaves (a mapping-valued option stays one leaf)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and k != "synthetic":
+        if isinstance(v, dict) and not _is_mapping_option(key):
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
     return out
 
 
-_KNOWN = set(_flatten(DEFAULTS))
+def _unflatten(flat: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        *sections, name = key.split(".")
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    return out
 
 
 def _check_key(key: str) -> None:
@@ -109,14 +131,47 @@ def _set(cfg: Dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _merge(cfg: Dict[str, Any], update: Dict[str, Any], source: str) -> None:
-    if not isinstance(update, dict):
-        raise UserError(f"{source}: a config must be a mapping of sections (model:, data:, train:, output:)")
-    for key, value in _flatten(update).items():
+def _file_keys(path: Path, chain: Sequence[Path] = ()) -> Dict[str, Any]:
+    """The ``section.key`` values a config file sets, those of its ``_base_`` files first (in order,
+    each with its own bases) and its own over them. Every key is checked against the known ones."""
+    here = path.resolve()
+    if here in chain:
+        loop = " -> ".join(str(p) for p in [*chain[chain.index(here):], here])
+        raise UserError(f"{chain[-1]}: {BASE_KEY} makes a cycle: {loop}")
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a config must be a mapping of sections (model:, data:, train:, output:)")
+    bases = data.pop(BASE_KEY, None)
+    if isinstance(bases, str):
+        bases = [bases]
+    if bases is not None and not (isinstance(bases, list) and all(isinstance(b, str) and b for b in bases)):
+        raise UserError(f"{path}: {BASE_KEY} must be a file name or a list of file names "
+                        f"(relative to {path.parent}), not {bases!r}")
+    keys: Dict[str, Any] = {}
+    for base in bases or ():
+        target = path.parent / base
+        if not target.is_file():
+            raise UserError(f"{path}: {BASE_KEY} {base!r}: {target}: config file not found")
+        keys.update(_file_keys(target, [*chain, here]))
+    own = _flatten(data)
+    for key in own:
         try:
-            _set(cfg, key, copy.deepcopy(value))
+            _check_key(key)
         except UserError as exc:
-            raise UserError(f"{source}: {exc}") from None
+            raise UserError(f"{path}: {exc}") from None
+    keys.update(own)
+    return keys
+
+
+def read_config_file(path: str) -> Dict[str, Any]:
+    """What a config file sets, as nested sections, its ``_base_`` files merged in (no defaults, no
+    ``_base_`` key, not validated): the values a file chooses, as opposed to those it leaves alone."""
+    return _unflatten(copy.deepcopy(_file_keys(Path(path))))
 
 
 def parse_override(text: str):
@@ -131,17 +186,11 @@ def parse_override(text: str):
 
 
 def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> Dict[str, Any]:
-    """Defaults <- YAML file <- ``key=value`` overrides; validated."""
+    """Defaults <- YAML file (over its ``_base_`` files) <- ``key=value`` overrides; validated."""
     cfg = copy.deepcopy(DEFAULTS)
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"{p}: config file not found")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        _merge(cfg, data, str(p))
+        for key, value in _file_keys(Path(path)).items():
+            _set(cfg, key, copy.deepcopy(value))
     for item in overrides:
         key, value = parse_override(item)
         _set(cfg, key, value)
@@ -320,6 +369,9 @@ SCHEMA: Dict[str, Check] = {
     "output.predict_test": Check("bool"),
     "output.hd95_convention": Check("choice", choices=("medpy", "monai")),
 }
+
+
+_KNOWN = set(_flatten(DEFAULTS))
 
 
 def _known_models() -> List[str]:

@@ -144,19 +144,13 @@ def read_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
 
     The file is loaded and validated by :mod:`jittor_pranet.config` (unknown keys are errors); values it
     leaves at their defaults are not used, so that e.g. a config without ``model.name`` does not override
-    the model recorded in the checkpoint."""
+    the model recorded in the checkpoint. Keys set by the file's ``_base_`` files count as set."""
     if not path:
         return None
-    import yaml
-
-    from ..config import load_config
+    from ..config import load_config, read_config_file
 
     cfg = load_config(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:  # load_config read it a moment ago; be safe anyway
-        raise UserError(f"--config {path}: cannot read it ({exc})") from None
+    raw = read_config_file(path)  # with its _base_ files: what they set counts as set
     picked: Dict[str, Dict[str, Any]] = {}
     for key in _CONFIG_KEYS:
         section, name = key.split(".")
