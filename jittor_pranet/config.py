@@ -220,9 +220,9 @@ def _module_constants(module: str) -> Dict[str, ast.expr]:
 def declared(module: str, name: str) -> Tuple[Any, ...]:
     """The values the constant ``module.name`` declares, read from the module's source, not imported.
 
-    The modules that define the choices of config keys (the DSRA gains, the losses, the optimisers)
-    import Jittor, and validating a config must not; reading the declaration keeps one definition
-    without running its module. ``name`` is a tuple or list of literals (``*OTHER``, a constant of
+    The modules that define the choices of config keys import Jittor (the DSRA gains, the losses, the
+    optimisers) or the image and volume readers, and validating a config must stay cheap and Jittor-free;
+    reading the declaration keeps one definition without running its module. ``name`` is a tuple or list of literals (``*OTHER``, a constant of
     the same module, spliced in) or a dict whose keys are literals (the keys are the values)."""
     consts = _module_constants(module)
 
@@ -246,9 +246,9 @@ def declared(module: str, name: str) -> Tuple[Any, ...]:
         raise LookupError(f"{module}.{name} is not a tuple, list or dict of literals ({exc})") from None
 
 
-def _declared(module: str, name: str, before: Sequence[Any] = ()) -> Callable[[], Tuple[Any, ...]]:
+def _declared(module: str, name: str) -> Callable[[], Tuple[Any, ...]]:
     """The choices of :func:`declared`, read when first needed (importing this module parses nothing)."""
-    return lambda: (*before, *declared(module, name))
+    return lambda: declared(module, name)
 
 
 class Check:
