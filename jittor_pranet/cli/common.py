@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..engine.inference import PRECISIONS
+from ..engine.precision import PRECISIONS
 from ..engine.tta import add_tta_args, check_tta_args, with_tta
 from ..errors import UserError
 
@@ -162,7 +162,8 @@ def read_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
 def open_checkpoint(args):
     """Read the checkpoint and decide the model spec (no Jittor needed); returns (loaded, spec, size)."""
     from ..checkpoint import read_state_dict
-    from ..engine.inference import DEFAULT_SIZE, resolve_model_spec
+    from ..engine.model_spec import resolve_model_spec
+    from ..engine.predictor import DEFAULT_SIZE
 
     config = read_config(getattr(args, "config", None))
     loaded = read_state_dict(args.checkpoint)
@@ -190,7 +191,8 @@ def build_predictor(args, loaded, spec, size: int):
     from .common import setup_device
 
     jt = setup_device(args.device)
-    from ..engine.inference import Predictor, load_model
+    from ..engine.model_spec import load_model
+    from ..engine.predictor import Predictor
 
     model, spec = load_model(args.checkpoint, spec, loaded=loaded, precision=args.precision)
     device = "cuda" if jt.flags.use_cuda else "cpu"
