@@ -1,16 +1,21 @@
 """Experiment configs: one YAML per experiment, ``key=value`` overrides, unknown keys rejected.
 
 Every key has a default below (the official recipe); a YAML file overrides some of them and the
-command line overrides again (``train.epochs=5 model.name=pranet_v2_pvt``).  The resolved config is
-saved next to the run's outputs.  A misspelt key is an error with a suggestion, never ignored.
+command line overrides again (``train.epochs=5 model.name=pranet_v2_pvt``).  A file may start from
+others with ``_base_: base.yaml`` (or a list; paths relative to the file, later ones win): their keys
+are applied first, the file's own keys over them, key by key, as overrides are.  The resolved config
+(merged, no ``_base_``) is saved next to the run's outputs.  A misspelt key is an error with a
+suggestion, never ignored.
 """
 from __future__ import annotations
 
+import ast
 import copy
 import difflib
+import functools
 import math
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -77,18 +82,37 @@ DEFAULTS: Dict[str, Any] = {
 }
 
 
+#: the key of a config file naming the file(s) it starts from
+BASE_KEY = "_base_"
+
+
+def _is_mapping_option(key: str) -> bool:
+    """A key whose value may itself be a mapping (``data.augment: {hflip: 0.5}``): a leaf, not a section."""
+    check = SCHEMA.get(key)
+    return check is not None and check.kind in ("mapping", "bool_or_mapping")
+
+
 def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """Nested sections -> ``section.key`` leaves (a mapping-valued option stays one leaf)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and k != "synthetic":
+        if isinstance(v, dict) and not _is_mapping_option(key):
             out.update(_flatten(v, key + "."))
         else:
             out[key] = v
     return out
 
 
-_KNOWN = set(_flatten(DEFAULTS))
+def _unflatten(flat: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        *sections, name = key.split(".")
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    return out
 
 
 def _check_key(key: str) -> None:
@@ -110,14 +134,47 @@ def _set(cfg: Dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _merge(cfg: Dict[str, Any], update: Dict[str, Any], source: str) -> None:
-    if not isinstance(update, dict):
-        raise UserError(f"{source}: a config must be a mapping of sections (model:, data:, train:, output:)")
-    for key, value in _flatten(update).items():
+def _file_keys(path: Path, chain: Sequence[Path] = ()) -> Dict[str, Any]:
+    """The ``section.key`` values a config file sets, those of its ``_base_`` files first (in order,
+    each with its own bases) and its own over them. Every key is checked against the known ones."""
+    here = path.resolve()
+    if here in chain:
+        loop = " -> ".join(str(p) for p in [*chain[chain.index(here):], here])
+        raise UserError(f"{chain[-1]}: {BASE_KEY} makes a cycle: {loop}")
+    if not path.is_file():
+        raise UserError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a config must be a mapping of sections (model:, data:, train:, output:)")
+    bases = data.pop(BASE_KEY, None)
+    if isinstance(bases, str):
+        bases = [bases]
+    if bases is not None and not (isinstance(bases, list) and all(isinstance(b, str) and b for b in bases)):
+        raise UserError(f"{path}: {BASE_KEY} must be a file name or a list of file names "
+                        f"(relative to {path.parent}), not {bases!r}")
+    keys: Dict[str, Any] = {}
+    for base in bases or ():
+        target = path.parent / base
+        if not target.is_file():
+            raise UserError(f"{path}: {BASE_KEY} {base!r}: {target}: config file not found")
+        keys.update(_file_keys(target, [*chain, here]))
+    own = _flatten(data)
+    for key in own:
         try:
-            _set(cfg, key, copy.deepcopy(value))
+            _check_key(key)
         except UserError as exc:
-            raise UserError(f"{source}: {exc}") from None
+            raise UserError(f"{path}: {exc}") from None
+    keys.update(own)
+    return keys
+
+
+def read_config_file(path: str) -> Dict[str, Any]:
+    """What a config file sets, as nested sections, its ``_base_`` files merged in (no defaults, no
+    ``_base_`` key, not validated): the values a file chooses, as opposed to those it leaves alone."""
+    return _unflatten(copy.deepcopy(_file_keys(Path(path))))
 
 
 def parse_override(text: str):
@@ -132,17 +189,11 @@ def parse_override(text: str):
 
 
 def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> Dict[str, Any]:
-    """Defaults <- YAML file <- ``key=value`` overrides; validated."""
+    """Defaults <- YAML file (over its ``_base_`` files) <- ``key=value`` overrides; validated."""
     cfg = copy.deepcopy(DEFAULTS)
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"{p}: config file not found")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        _merge(cfg, data, str(p))
+        for key, value in _file_keys(Path(path)).items():
+            _set(cfg, key, copy.deepcopy(value))
     for item in overrides:
         key, value = parse_override(item)
         _set(cfg, key, value)
@@ -150,16 +201,75 @@ def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> Di
     return cfg
 
 
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@functools.lru_cache(maxsize=None)
+def _module_constants(module: str) -> Dict[str, ast.expr]:
+    """The module-level ``NAME = value`` assignments of a package module, parsed from its source."""
+    path = _PACKAGE_DIR.joinpath(*module.split(".")[1:])
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    consts: Dict[str, ast.expr] = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            consts[node.targets[0].id] = node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            consts[node.target.id] = node.value
+    return consts
+
+
+def declared(module: str, name: str) -> Tuple[Any, ...]:
+    """The values the constant ``module.name`` declares, read from the module's source, not imported.
+
+    The modules that define the choices of config keys import Jittor (the DSRA gains, the losses, the
+    optimisers) or the image and volume readers, and validating a config must stay cheap and Jittor-free;
+    reading the declaration keeps one definition without running its module. ``name`` is a tuple or list of literals (``*OTHER``, a constant of
+    the same module, spliced in) or a dict whose keys are literals (the keys are the values)."""
+    consts = _module_constants(module)
+
+    def values(expr: ast.expr) -> List[Any]:
+        if isinstance(expr, ast.Name) and expr.id in consts:
+            return values(consts[expr.id])
+        if isinstance(expr, (ast.Tuple, ast.List)):
+            out: List[Any] = []
+            for item in expr.elts:
+                out.extend(values(item.value) if isinstance(item, ast.Starred) else [ast.literal_eval(item)])
+            return out
+        if isinstance(expr, ast.Dict) and None not in expr.keys:
+            return [ast.literal_eval(k) for k in expr.keys]
+        raise ValueError(ast.dump(expr))
+
+    if name not in consts:
+        raise LookupError(f"{module} declares no constant {name}")
+    try:
+        return tuple(values(consts[name]))
+    except ValueError as exc:
+        raise LookupError(f"{module}.{name} is not a tuple, list or dict of literals ({exc})") from None
+
+
+def _declared(module: str, name: str) -> Callable[[], Tuple[Any, ...]]:
+    """The choices of :func:`declared`, read when first needed (importing this module parses nothing)."""
+    return lambda: declared(module, name)
+
+
 class Check:
     """The declared type and range of one config key; ``__call__`` returns the normalised value or
-    raises :class:`UserError` worded like the unknown-key error (``key must be ..., not ...``)."""
+    raises :class:`UserError` worded like the unknown-key error (``key must be ..., not ...``).
+    ``choices`` may be a function returning them: it is called once, when they are first needed."""
 
     def __init__(self, kind: str, optional: bool = False, low=None, high=None, low_open: bool = False,
-                 high_open: bool = False, choices: Sequence[str] = (), multiple_of: int = 0, length: int = 0,
-                 nonempty: bool = False):
-        self.kind, self.optional, self.choices = kind, optional, tuple(choices)
+                 high_open: bool = False, choices: Union[Sequence[Any], Callable[[], Sequence[Any]]] = (),
+                 multiple_of: int = 0, length: int = 0, nonempty: bool = False):
+        self.kind, self.optional = kind, optional
+        self._choices = choices if callable(choices) else tuple(choices)
         self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
         self.multiple_of, self.length, self.nonempty = multiple_of, length, nonempty
+
+    @property
+    def choices(self) -> Tuple[Any, ...]:
+        if callable(self._choices):
+            self._choices = tuple(self._choices())
+        return self._choices
 
     def describe(self) -> str:
         what = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a text",
@@ -256,8 +366,9 @@ class Check:
         raise AssertionError(self.kind)  # pragma: no cover
 
 
+#: ``task``: defined here (the two trainers; ``auto`` is decided by :func:`resolved_task`)
 TASKS = ("auto", "binary", "multiclass")
-DATA_FORMATS = ("auto", "synapse", "acdc_npz", "acdc_h5", "custom", "nnunet")
+_LAYOUTS = "jittor_pranet.data.multiclass_layouts"
 
 
 def resolved_task(cfg: Dict[str, Any]) -> str:
@@ -271,13 +382,14 @@ def resolved_task(cfg: Dict[str, Any]) -> str:
 
 
 # Every key's declared type and range, checked before anything is created (a test keeps this table and
-# DEFAULTS in step). Cross-key rules (sizes from multi_scale, model names) follow in ``validate``.
+# DEFAULTS in step). Cross-key rules (sizes from multi_scale, model names) follow in ``validate``. The
+# choices of a key come from the module that acts on it (``declared``), never a copy here.
 SCHEMA: Dict[str, Check] = {
     "task": Check("choice", choices=TASKS),
     "model.name": Check("str"),
     "model.num_classes": Check("int", low=1),
     "model.encoder": Check("str", optional=True),
-    "model.gain": Check("choice", choices=("softmax", "sigmoid", "difference")),
+    "model.gain": Check("choice", choices=_declared("jittor_pranet.models.decoders.dsra", "GAIN_MODES")),
     "model.drop_path_rate": Check("float", low=0, high=1, high_open=True),
     "model.backbone_weights": Check("str", optional=True),
     "model.backbone2_weights": Check("str", optional=True),
@@ -291,18 +403,18 @@ SCHEMA: Dict[str, Check] = {
     "data.mask_threshold": Check("int", low=0, high=255),
     "data.num_workers": Check("int", low=0),
     "data.augment": Check("bool_or_mapping"),
-    "data.on_size_mismatch": Check("choice", choices=("error", "drop")),
-    "data.format": Check("choice", choices=DATA_FORMATS),
-    "data.label_remap": Check("choice", choices=("auto", "none", "synapse14")),
+    "data.on_size_mismatch": Check("choice", choices=_declared("jittor_pranet.data.datasets", "SIZE_MISMATCH_POLICIES")),
+    "data.format": Check("choice", choices=_declared(_LAYOUTS, "FORMATS")),
+    "data.label_remap": Check("choice", choices=_declared("jittor_pranet.data.multiclass", "LABEL_REMAP_CHOICES")),
     "data.class_names": Check("strs", optional=True),
     "data.palette": Check("list", optional=True),
-    "data.channels": Check("choice", choices=(1, 3)),
+    "data.channels": Check("choice", choices=_declared(_LAYOUTS, "IMAGE_CHANNELS")),
     "train.epochs": Check("int", low=1),
     "train.batch_size": Check("int", low=1),
-    "train.optimizer": Check("choice", choices=("adam", "adamw")),
-    "train.loss": Check("choice", choices=("auto", "dsra", "baseline")),
+    "train.optimizer": Check("choice", choices=_declared("jittor_pranet.engine.optim", "OPTIMIZERS")),
+    "train.loss": Check("choice", choices=_declared("jittor_pranet.losses", "LOSS_KINDS")),
     "train.loss_weights": Check("mapping", optional=True),
-    "train.supervision": Check("choice", choices=("mutation", "deep_supervision", "last_layer")),
+    "train.supervision": Check("choice", choices=_declared("jittor_pranet.losses.multiclass", "SUPERVISIONS")),
     "train.lr": Check("float", low=0, low_open=True),
     "train.betas": Check("floats", length=2, low=0, high=1, high_open=True),
     "train.weight_decay": Check("float", low=0),
@@ -320,8 +432,11 @@ SCHEMA: Dict[str, Check] = {
     "output.dir": Check("str"),
     "output.name": Check("str", optional=True),
     "output.predict_test": Check("bool"),
-    "output.hd95_convention": Check("choice", choices=("medpy", "monai")),
+    "output.hd95_convention": Check("choice", choices=_declared("jittor_pranet.metrics.hausdorff", "HD95_CONVENTIONS")),
 }
+
+
+_KNOWN = set(_flatten(DEFAULTS))
 
 
 def _known_models() -> List[str]:

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
-from .engine.inference import ModelSpec
+from .engine.model_spec import ModelSpec
 from .errors import UserError
 from .models.registry import model_info
 from .parity import relative_error
@@ -158,7 +158,8 @@ def export_onnx(checkpoint: Union[str, os.PathLike], out: Union[str, os.PathLike
     import time
 
     from .checkpoint import read_state_dict
-    from .engine.inference import DEFAULT_SIZE, load_model, resolve_model_spec
+    from .engine.model_spec import load_model, resolve_model_spec
+    from .engine.predictor import DEFAULT_SIZE
 
     start = time.perf_counter()
     out = Path(out)

@@ -241,7 +241,7 @@ class LayerNorm(nn.Module):
 
 
 def match_dtype(x: "jt.Var", weight: "jt.Var") -> "jt.Var":
-    """``x`` in ``weight``'s floating-point type: a half-precision model (``engine.inference.cast_model``)
+    """``x`` in ``weight``'s floating-point type: a half-precision model (``engine.precision.cast_model``)
     meets float32 activations where parameter-free ops (resize, softmax) promoted them; every layer
     with weights then computes in its weights' type, as mixed precision does."""
     return x if x.dtype == weight.dtype else x.cast(weight.dtype)

@@ -106,7 +106,7 @@ def test_the_graph_sees_package_imports():
     g = import_graph()
     assert "jittor_pranet.kernels.flags" in g["jittor_pranet.kernels.conv"]
     assert "jittor_pranet.kernels" in g["jittor_pranet.ops"]
-    assert "jittor_pranet.models" in g["jittor_pranet.engine.inference"]  # a lazy import inside a function
+    assert "jittor_pranet.models" in g["jittor_pranet.engine.model_spec"]  # a lazy import inside a function
     # a made-up back edge closes a cycle through the models package
     g["jittor_pranet.models.registry"] = g["jittor_pranet.models.registry"] | {"jittor_pranet.fuse"}
     assert any("jittor_pranet.models.registry" in c and "jittor_pranet.fuse" in c for c in cycles(g))
@@ -125,3 +125,28 @@ def test_command_modules_never_import_each_other():
     g = import_graph()
     crossing = {c: sorted(g.get(c, set()) & (commands - {c})) for c in commands}
     assert not any(crossing.values()), crossing
+
+
+#: the inference modules by job, each importing only those before it
+INFERENCE = ("precision", "model_spec", "predictor", "outputs", "testsets")
+
+
+def test_inference_modules_by_job():
+    """``engine.inference`` only re-exports (the package imports the modules by job, never the old path),
+    its names are those modules' objects, and the modules import each other in one direction."""
+    import jittor_pranet.engine.inference as shim
+
+    g = import_graph()
+    users = sorted(m for m, edges in g.items() if "jittor_pranet.engine.inference" in edges)
+    assert users == [], users
+    mods = [f"jittor_pranet.engine.{m}" for m in INFERENCE]
+    assert set(g["jittor_pranet.engine.inference"]) == set(mods)
+    for i, mod in enumerate(mods):
+        later = set(mods[i:])
+        assert not (g[mod] & later), (mod, sorted(g[mod] & later))
+    import importlib
+
+    homes = {name: importlib.import_module(m) for m in mods for name in importlib.import_module(m).__all__}
+    assert set(shim.__all__) == set(homes)
+    for name in shim.__all__:
+        assert getattr(shim, name) is getattr(homes[name], name), name

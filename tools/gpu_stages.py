@@ -134,7 +134,8 @@ def stage_fp16(args) -> int:
 
     t0 = time.time()
     jt = _setup(args.device)
-    from jittor_pranet.engine.inference import Predictor, cast_model
+    from jittor_pranet.engine.precision import cast_model
+    from jittor_pranet.engine.predictor import Predictor
     from jittor_pranet.models import build_model
 
     rng = np.random.default_rng(0)

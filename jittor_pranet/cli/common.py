@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..engine.inference import PRECISIONS
+from ..engine.precision import PRECISIONS
 from ..engine.tta import add_tta_args, check_tta_args, with_tta
 from ..errors import UserError
 
@@ -144,19 +144,13 @@ def read_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
 
     The file is loaded and validated by :mod:`jittor_pranet.config` (unknown keys are errors); values it
     leaves at their defaults are not used, so that e.g. a config without ``model.name`` does not override
-    the model recorded in the checkpoint."""
+    the model recorded in the checkpoint. Keys set by the file's ``_base_`` files count as set."""
     if not path:
         return None
-    import yaml
-
-    from ..config import load_config
+    from ..config import load_config, read_config_file
 
     cfg = load_config(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:  # load_config read it a moment ago; be safe anyway
-        raise UserError(f"--config {path}: cannot read it ({exc})") from None
+    raw = read_config_file(path)  # with its _base_ files: what they set counts as set
     picked: Dict[str, Dict[str, Any]] = {}
     for key in _CONFIG_KEYS:
         section, name = key.split(".")
@@ -168,7 +162,8 @@ def read_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
 def open_checkpoint(args):
     """Read the checkpoint and decide the model spec (no Jittor needed); returns (loaded, spec, size)."""
     from ..checkpoint import read_state_dict
-    from ..engine.inference import DEFAULT_SIZE, resolve_model_spec
+    from ..engine.model_spec import resolve_model_spec
+    from ..engine.predictor import DEFAULT_SIZE
 
     config = read_config(getattr(args, "config", None))
     loaded = read_state_dict(args.checkpoint)
@@ -196,7 +191,8 @@ def build_predictor(args, loaded, spec, size: int):
     from .common import setup_device
 
     jt = setup_device(args.device)
-    from ..engine.inference import Predictor, load_model
+    from ..engine.model_spec import load_model
+    from ..engine.predictor import Predictor
 
     model, spec = load_model(args.checkpoint, spec, loaded=loaded, precision=args.precision)
     device = "cuda" if jt.flags.use_cuda else "cpu"

@@ -110,7 +110,7 @@ def run(args) -> int:
 
 
 def _predict(args) -> int:
-    from ..engine.inference import ImageJob, OutputOptions, predict_files, prepare_output_folder
+    from ..engine.outputs import ImageJob, OutputOptions, predict_files, prepare_output_folder
 
     if wants_video(args):
         return run_video(args)

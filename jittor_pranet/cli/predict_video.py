@@ -71,7 +71,7 @@ def _check_args(args) -> None:
 
 
 def run_video(args) -> int:
-    from ..engine.inference import prepare_output_folder
+    from ..engine.outputs import prepare_output_folder
     from ..engine.video import VideoOptions, format_summary, open_camera, open_sequence, open_video_file, predict_source
     from .common import build_predictor, open_checkpoint
 

@@ -71,8 +71,9 @@ def collect_volumes(inputs: Sequence[str]) -> List[Path]:
 
 
 def run_volumes(args) -> int:
-    from ..engine.inference import load_model, prepare_output_folder
+    from ..engine.model_spec import load_model
     from ..engine.multiclass import logits_function
+    from ..engine.outputs import prepare_output_folder
     from ..engine.volume_predict import (
         DEFAULT_PREPROCESSING,
         check_nifti_header,

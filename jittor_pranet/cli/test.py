@@ -64,7 +64,8 @@ def run(args) -> int:
 
 
 def _test(args, loaded, spec, size, out: Path) -> int:
-    from ..engine.inference import plan_test_sets, prepare_output_folder, run_test_sets
+    from ..engine.outputs import prepare_output_folder
+    from ..engine.testsets import plan_test_sets, run_test_sets
     from ..utils.io import atomic_write_many
 
     # pair, check every file header and the output folder before loading the model
@@ -85,8 +86,8 @@ def _test(args, loaded, spec, size, out: Path) -> int:
 
 def _test_volumes(args, loaded, spec, size: int) -> int:
     """``test --checkpoint X --data ROOT --out DIR`` for a multi-class checkpoint."""
-    from ..engine.inference import prepare_output_folder
     from ..engine.multiclass import evaluate_checkpoint, print_volume_table, test_data
+    from ..engine.outputs import prepare_output_folder
     from .common import setup_device
 
     meta_cfg = loaded.meta.get("config") if isinstance(loaded.meta, dict) else None

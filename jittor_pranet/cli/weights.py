@@ -48,7 +48,7 @@ def run(args) -> int:
     print(format_rows(rows, show_hash=args.hashes))
     bad = [row for row in rows if row.bad]
     if args.action == "convert":
-        from ..engine.inference import prepare_output_folder
+        from ..engine.outputs import prepare_output_folder
         from .common import setup_device
 
         out = prepare_output_folder(args.out or args.folder, "--out")

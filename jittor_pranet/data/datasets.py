@@ -168,14 +168,18 @@ def pair_by_stem(img_dir: PathLike, mask_dir: PathLike) -> PairReport:
     return report
 
 
+#: what :func:`check_pairs` does with an image and mask of different sizes (``data.on_size_mismatch``)
+SIZE_MISMATCH_POLICIES = ("error", "drop")
+
+
 def check_pairs(pairs: Sequence[Pair], on_mismatch: str = "error") -> List[Pair]:
     """Pairs whose image and mask have the same size; the others raise (default) or are dropped.
 
     Upstream drops such pairs without a word; a silent drop hides broken exports, so by default we
     stop and name the files. Only file headers are read, so this is cheap.
     """
-    if on_mismatch not in ("error", "drop"):
-        raise ValueError(f"on_mismatch must be 'error' or 'drop', got {on_mismatch!r}")
+    if on_mismatch not in SIZE_MISMATCH_POLICIES:
+        raise ValueError(f"on_mismatch must be {' or '.join(map(repr, SIZE_MISMATCH_POLICIES))}, got {on_mismatch!r}")
     kept, bad = [], []
     for image_path, mask_path in _as_paths(pairs):
         img_hw, mask_hw = image_size(image_path), image_size(mask_path)

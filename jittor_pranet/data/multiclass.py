@@ -53,6 +53,8 @@ ACDC_CLASSES = ClassSet("acdc", ("RV", "Myo", "LV"))
 #: pancreas (11) becomes 5.
 SYNAPSE_14_TO_8 = np.array([0, 1, 2, 3, 4, 0, 6, 7, 8, 0, 0, 5, 0, 0], dtype=np.int64)
 LABEL_REMAPS = {"synapse14": SYNAPSE_14_TO_8}
+#: ``data.label_remap``: auto (what dataset.json says), none, or one of the tables of LABEL_REMAPS
+LABEL_REMAP_CHOICES = ("auto", "none", *LABEL_REMAPS)
 
 
 def remap_labels(label: np.ndarray, table: np.ndarray, source: str = "labels") -> np.ndarray:
@@ -431,7 +433,7 @@ def load_volume(record: VolumeRecord, num_classes: int, label_table: Optional[np
 
 
 __all__ = [
-    "ACDC_CLASSES", "DATASET_JSON", "LABEL_REMAPS", "SYNAPSE_14_TO_8", "SYNAPSE_CLASSES", "SYNAPSE_RAW_CLASSES",
+    "ACDC_CLASSES", "DATASET_JSON", "LABEL_REMAP_CHOICES", "LABEL_REMAPS", "SYNAPSE_14_TO_8", "SYNAPSE_CLASSES", "SYNAPSE_RAW_CLASSES",
     "ClassSet", "MultiClassSliceDataset", "SliceAugment", "SliceRecord", "VolumeCase", "VolumeRecord",
     "case_of_volume", "check_disjoint", "check_labels", "file_stem", "load_volume", "parse_slice_name", "read_slice",
     "remap_labels", "resize_slice", "slice_record", "split_cases", "volume_record", "volumes_from_slices",

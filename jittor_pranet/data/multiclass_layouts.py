@@ -30,6 +30,7 @@ from jittor_pranet.data.io import PathLike
 from jittor_pranet.data.multiclass import (
     ACDC_CLASSES,
     DATASET_JSON,
+    LABEL_REMAP_CHOICES,
     LABEL_REMAPS,
     SYNAPSE_CLASSES,
     MultiClassSliceDataset,
@@ -214,7 +215,13 @@ def _detect_custom(root: Path) -> Optional[dict]:
             "test": volumes_from_slices(test) if test else [], "classes": None}
 
 
-_DETECTORS = (detect_nnunet, _detect_synapse, _detect_acdc_npz, _detect_acdc_h5, _detect_custom)
+#: the multi-class layouts by name (``MultiClassData.kind``), in the order they are tried
+LAYOUTS = {"nnunet": detect_nnunet, "synapse": _detect_synapse, "acdc_npz": _detect_acdc_npz,
+           "acdc_h5": _detect_acdc_h5, "custom": _detect_custom}
+#: ``data.format``: auto (the layout found), or the name of the layout required
+FORMATS = ("auto", *LAYOUTS)
+#: ``data.channels`` of custom data: grayscale or colour images
+IMAGE_CHANNELS = (1, 3)
 
 _EXPECTED = ("train_npz/ + test_vol_h5/ (Synapse), train/ valid/ test/ with .npz (ACDC, CASCADE), "
              "*_slice_<k>.h5 + <patient>_<frame>.h5 (ACDC, SSL4MIS), [train/]images/ + [train/]labels/ (custom), "
@@ -252,13 +259,13 @@ def load_multiclass_data(root: PathLike, class_names: Optional[Sequence[str]] = 
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"dataset folder not found: {root}")
-    if label_remap not in ("auto", "none", *LABEL_REMAPS):
+    if label_remap not in LABEL_REMAP_CHOICES:
         raise UserError(f"label_remap must be auto, none or {', '.join(LABEL_REMAPS)}; got {label_remap!r}")
-    if channels not in (1, 3):
-        raise UserError(f"channels must be 1 or 3, got {channels}")
+    if channels not in IMAGE_CHANNELS:
+        raise UserError(f"channels must be {' or '.join(map(str, IMAGE_CHANNELS))}, got {channels}")
     meta = _read_dataset_json(root)
     found = None
-    for detect in _DETECTORS:
+    for detect in LAYOUTS.values():
         found = detect(root)
         if found is not None:
             break
@@ -312,4 +319,4 @@ def load_multiclass_data(root: PathLike, class_names: Optional[Sequence[str]] = 
 
 
 
-__all__ = ["MultiClassData", "load_multiclass_data"]
+__all__ = ["FORMATS", "IMAGE_CHANNELS", "LAYOUTS", "MultiClassData", "load_multiclass_data"]

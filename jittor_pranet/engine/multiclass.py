@@ -227,7 +227,7 @@ def evaluate_checkpoint(checkpoint, data, out_dir: Optional[Path], size: Optiona
     Returns ``(VolumeEvalResult, ModelSpec, size)``; with ``out_dir`` the per-class tables and
     overlays are written there."""
     from ..evaluation.volumes import evaluate_volumes
-    from .inference import load_model
+    from .model_spec import load_model
 
     model, spec = load_model(checkpoint)
     size = int(size or spec.test_size or 224)

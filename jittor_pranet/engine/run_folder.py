@@ -71,8 +71,8 @@ def predict_and_evaluate(run_dir: Path, cfg) -> dict:
     """Predict every test set with best.pkl (else last.pkl), write PNGs and the metrics table."""
     import json
 
-    from ..engine.inference import predict_test_sets
     from ..utils.io import atomic_write_text
+    from .testsets import predict_test_sets
 
     ckpt = run_dir / "best.pkl" if (run_dir / "best.pkl").is_file() else run_dir / "last.pkl"
     report = predict_test_sets(ckpt, cfg["data"]["test"], run_dir / "predictions",

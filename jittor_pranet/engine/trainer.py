@@ -327,7 +327,7 @@ class Trainer:
         from ..interp import probabilities
         from ..metrics.binary import Dice, IoU
         from ..models import prediction_logits
-        from .inference import to_uint8_map
+        from .predictor import to_uint8_map
 
         self.model.eval()
         dice, iou = Dice(), IoU()

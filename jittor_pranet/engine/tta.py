@@ -24,7 +24,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import UserError
-from .inference import Predictor, Size
+from .predictor import Predictor, Size
 
 TTA_MODES = ("flip", "scales")
 DEFAULT_SCALES = (0.75, 1.0, 1.25)

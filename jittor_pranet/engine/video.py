@@ -35,7 +35,8 @@ from typing import Callable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from ..errors import UserError
-from .inference import OutputOptions, Predictor, binary_mask, label_map, to_uint8_map, write_prediction
+from .outputs import OutputOptions, write_prediction
+from .predictor import Predictor, binary_mask, label_map, to_uint8_map
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts",
                     ".mts", ".m2ts", ".3gp", ".ogv")
