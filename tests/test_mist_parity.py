@@ -5,13 +5,18 @@
   256-input feature sizes, batch 2, float64, official eval-mode dropout disabled): identical keys in
   identical order, every output equal (worst relative difference 0.0, measured 2026-12-03); decoder
   parameters 221,246,400 (single) and 221,272,392 (dual, 9 classes), as the official class counts.
-* Keys: the Jittor decoder's state_dict keys, order and shapes are the twin's.
+* Keys: the Jittor decoder's state_dict keys, order and shapes are the twin's and the official ones
+  (``tests/data/mist_official_keys.json``, written by that tool from the official ``MIST_CAM``); the
+  whole model's too once the MaxxViT encoder is registered (skipped before).
 * Forward parity, eval mode, random weights / LayerNorm parameters copied from the twin (float64):
   every block output (``d5`` .. ``d1``), every DSRA head and every output within 5e-5 of max |torch|,
   for the full 'small' decoder at 256-input sizes and for smaller widths (heads by the divisor rule).
 * ``MISTNet`` wiring (stem, heads, output order and size, state_dict order, input contract) with a
   stand-in encoder, since the MaxxViT encoder is separate.
 """
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -36,6 +41,20 @@ from jittor import nn  # noqa: E402
 
 TOL = 5e-5
 SMALL = (96, 192, 384, 768)
+OFFICIAL = json.loads((Path(__file__).parent / "data" / "mist_official_keys.json").read_text())
+ENCODER = "maxxvit_rmlp_small_rw_256"
+
+
+def _official(name, prefix="", num_classes=9):
+    """Official (key, shape) list, num_batches_tracked dropped, class dims set to ``num_classes``."""
+    out = []
+    for k, shape in OFFICIAL["models"][name]["keys"]:
+        if k.endswith("num_batches_tracked") or not k.startswith(prefix):
+            continue
+        if "out_head" in k and shape[0] == OFFICIAL["num_classes"]:
+            shape = [num_classes] + shape[1:]
+        out.append((k[len(prefix):], tuple(shape)))
+    return out
 
 
 def _rel(a, b):
@@ -68,7 +87,19 @@ def test_full_small_decoder_dual_9_classes():
     assert sum(p.numel() for p in tdec.parameters()) == 221_272_392
     assert jmist.decoder_parameter_count(jdec) == 221_272_392
     assert "block_9.conv3.weight" in jdec.state_dict()
+    assert [(k, tuple(v.shape)) for k, v in jdec.state_dict().items()] == _official("mist_dsra", "decoder.")
+    assert OFFICIAL["models"]["mist_dsra"]["decoder_parameters"] == 221_272_392
     _check_parity(jdec, tdec, SMALL, (64, 32, 16, 8), batch=1, seed=1)
+
+
+def test_single_decoder_keys_are_official():
+    """Twin and Jittor build the same keys for any widths; at the 'small' widths the twin's (built on the
+    meta device: shapes only) are the official single decoder's."""
+    with torch.device("meta"):
+        tdec = tmist.MISTDecoder(SMALL, dual=False)
+    assert [(k, tuple(v.shape)) for k, v in tdec.state_dict().items()] == _official("mist", "decoder.")
+    assert sum(p.numel() for p in tdec.parameters()) == OFFICIAL["models"]["mist"]["decoder_parameters"] \
+        == 221_246_400
 
 
 @pytest.mark.parametrize("channels,dual,num_classes,batch", [
@@ -105,6 +136,43 @@ def _check_parity(jdec, tdec, channels, sizes, batch, seed):
     worst = max(rows)
     print(f"MIST decoder {channels} dual={jdec.dual}: worst {worst[1]} {worst[0]:.2e} ({len(rows)} tensors)")
     assert worst[0] <= TOL, sorted(rows)[-5:]
+
+
+def test_parity_detects_a_wrong_weight():
+    """A changed value projection of block 9 shows in ``d1`` and the outputs, not in ``d2``; a changed key
+    bias is invisible (it adds the same score to every key: softmax cancels it)."""
+    channels, sizes = (32, 64, 128, 256), (16, 8, 4, 2)
+    jdec, tdec = _decoder_pair(channels, False, 4, seed=3)
+    rng = np.random.default_rng(0)
+    skips = [rng.standard_normal((1, c, s, s)).astype(np.float32) for c, s in zip(channels, sizes)]
+    with torch.no_grad():
+        t_inter = {}
+        tdec(*[torch.from_numpy(x).double() for x in skips], inter=t_inter)
+
+    def rel_after(edit):
+        j_inter = {}
+        sd = {k: v.numpy().copy() for k, v in jdec.state_dict().items()}
+        edit(sd)
+        ck.load_state_dict(jdec, sd, strict=True, source="edited")
+        jdec(*[jt.array(x) for x in skips], inter=j_inter)
+        return {k: _rel(j_inter[k].numpy(), t_inter[k].numpy()) for k in ("d2", "d1")}
+
+    w = "block_9.trans.attention_output.attention.in_proj_weight"
+    b = "block_9.trans.attention_output.attention.in_proj_bias"
+    c = channels[0]
+    sd0 = {k: v.numpy().copy() for k, v in jdec.state_dict().items()}
+
+    def key_bias(sd):
+        sd[b][c:2 * c] += 0.5
+
+    def value_weight(sd):
+        sd[w][2 * c:] *= 1.1
+
+    rel = rel_after(key_bias)
+    assert rel["d2"] <= TOL and rel["d1"] <= TOL, rel
+    ck.load_state_dict(jdec, sd0, strict=True, source="restored")
+    rel = rel_after(value_weight)
+    assert rel["d2"] <= TOL and rel["d1"] > 10 * TOL, rel
 
 
 def test_dropout_only_in_training_and_init():
@@ -193,3 +261,19 @@ def test_mistnet_with_stand_in_encoder(monkeypatch, dual):
     for bad in ((1, 1, 64, 32), (1, 1, 32, 32), (1, 3, 128, 128)):
         with pytest.raises(UserError, match="64x64"):
             jm(jt.zeros(bad))
+
+
+def test_full_model_keys_are_official():
+    """The whole ``MISTNet`` (stem, MaxxViT ``backbone1``, decoder, heads) has the official keys and shapes in
+    the official order, single and dual, and its input contract (256 x 256 only)."""
+    from jittor_pranet.models.catalog import encoder_family
+
+    if encoder_family(ENCODER) is None:
+        pytest.skip(f"encoder {ENCODER} is not registered yet")
+    for name, dual in (("mist", False), ("mist_dsra", True)):
+        jm = jmist.MISTNet(num_classes=9, dual=dual)
+        assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == _official(name)
+        assert sum(int(v.numel()) for k, v in jm.state_dict().items() if not k.endswith(("running_mean",
+                   "running_var"))) == OFFICIAL["models"][name]["parameters"]
+    with pytest.raises(UserError, match="256x256"):
+        jm(jt.zeros((1, 1, 224, 224)))
