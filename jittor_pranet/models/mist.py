@@ -38,6 +38,9 @@ DUAL_OUTPUTS = OUTPUTS + ("p11_bg", "p12_bg", "p13_bg", "p14_bg")
 class MISTNet(nn.Module):
     """Official ``MIST_CAM``: stem, ``backbone1``, ``decoder`` (CAM), ``out_head1..4`` (state_dict order)."""
 
+    #: the encoder's attribute = the state_dict prefix ImageNet weights are loaded under
+    encoder_attr = "backbone1"
+
     def __init__(self, num_classes: int = 9, encoder: str = "maxxvit_rmlp_small_rw_256", dual: bool = False,
                  gain: str = "softmax", img_size: int = 256):
         if num_classes < 1:

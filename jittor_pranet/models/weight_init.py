@@ -180,11 +180,9 @@ def init_mist_decoder_(decoder: nn.Module) -> None:
     """MIST's ``CAM`` decoder: PyTorch's defaults everywhere; ``nn.MultiheadAttention`` resets its own
     parameters: ``in_proj_weight`` [3C, C] xavier_uniform (bound sqrt(6 / (C + 3C))), ``in_proj_bias``
     and ``out_proj.bias`` zero, ``out_proj.weight`` the Linear default."""
-    from .decoders.mist import MultiheadAttention
-
     init_pytorch_defaults_(decoder)
     for _, m in _layers(decoder):
-        if isinstance(m, MultiheadAttention):
+        if getattr(m, "in_proj_weight", None) is not None and hasattr(m, "out_proj"):  # MultiheadAttention
             out, fan = m.in_proj_weight.shape
             bound = math.sqrt(6.0 / (fan + out))
             _set(m.in_proj_weight, np.random.uniform(-bound, bound, m.in_proj_weight.shape))
