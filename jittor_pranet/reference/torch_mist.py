@@ -27,6 +27,8 @@ import torch.nn.functional as F
 __all__ = ["MISTDecoder", "MISTNet", "build_torch_mist", "TORCH_MIST", "decoder_heads", "decoder_widths"]
 
 OFFICIAL_HEADS = (16, 12, 8, 4, 2)
+BLOCK_DROPOUT = 0.3
+WIDE_FOCUS_DROPOUT = 0.1
 
 
 def decoder_widths(c: Sequence[int]):
@@ -70,7 +72,7 @@ class Dilated_Conv(nn.Module):
         self.conv4 = nn.Conv2d(cin, cout, 3, 1, padding="same")
 
     def _branch(self, conv, x):
-        return F.dropout(F.gelu(conv(x)), 0.1, training=self.training)
+        return F.dropout(F.gelu(conv(x)), WIDE_FOCUS_DROPOUT, training=self.training)
 
     def forward(self, x):
         added = self._branch(self.conv1, x) + self._branch(self.conv2, x) + self._branch(self.conv3, x)
@@ -100,7 +102,7 @@ class Block_encoder_bottleneck(nn.Module):
 
     def forward(self, x):
         x1 = F.relu(self.conv1(_ln(self.layernorm, x)))
-        x1 = F.dropout(F.relu(self.conv2(x1)), 0.3, training=self.training)
+        x1 = F.dropout(F.relu(self.conv2(x1)), BLOCK_DROPOUT, training=self.training)
         return self.trans(F.max_pool2d(x1, (2, 2)))
 
 
@@ -117,7 +119,7 @@ class Block_decoder(nn.Module):
     def forward(self, x, skip):
         x1 = F.relu(self.conv1(self.upsample(_ln(self.layernorm, x))))
         x1 = F.relu(self.conv2(torch.cat((skip, x1), dim=1)))
-        return self.trans(F.dropout(x1, 0.3, training=self.training))
+        return self.trans(F.dropout(x1, BLOCK_DROPOUT, training=self.training))
 
 
 class MISTDecoder(nn.Module):
