@@ -15,7 +15,7 @@ c2, c1`` -- the official list ``[.., 1536, 768, 384, 192, 96]`` for c = 96/192/3
 largest divisor of each width not above the official count (16, 12, 8, 4, 2 for blocks 5..9), i.e.
 exactly the official heads for 'small' (e.g. 64/128/256/512 gives 16, 8, 8, 4, 2).
 
-Deliberate differences from the official code, both invisible to a model in training mode:
+Deliberate differences from the official code (neither changes a training-mode forward on square maps):
 
 * dropout (p 0.3 after each block's last conv, p 0.1 after every wide-focus GELU) is applied only in
   training; the official calls ``F.dropout`` without ``training=``, so its eval outputs are random
