@@ -437,17 +437,20 @@ def load_checkpoint(model, path: os.PathLike, strict: bool = True) -> LoadReport
 
 # ---------------------------------------------------------------- backbone-only mapping
 
-def backbone_prefix(model) -> str:
-    return getattr(model, "encoder_attr", "backbone") + "."
+def backbone_prefix(model, attr: Optional[str] = None) -> str:
+    """The state_dict prefix of ``model``'s encoder (``attr``: another encoder attribute, e.g.
+    MERIT's ``backbone2``)."""
+    return (attr or getattr(model, "encoder_attr", "backbone")) + "."
 
 
-def map_backbone_state_dict(model, sd: Mapping[str, np.ndarray]) -> Tuple[StateDict, List[str]]:
-    """Prefix an ImageNet encoder state_dict with the model's encoder attribute.
+def map_backbone_state_dict(model, sd: Mapping[str, np.ndarray], attr: Optional[str] = None
+                            ) -> Tuple[StateDict, List[str]]:
+    """Prefix an ImageNet encoder state_dict with the model's encoder attribute (``attr``: another one).
 
-    Returns (mapped, ignored) where ``ignored`` are keys with no place in the model (e.g. PVT's
-    ImageNet ``head.*``) — expected for classification checkpoints, reported, never fatal.
+    Returns (mapped, ignored) where ``ignored`` are keys with no place in the model (e.g. PVT's or
+    timm's ImageNet ``head.*``) — expected for classification checkpoints, reported, never fatal.
     """
-    prefix = backbone_prefix(model)
+    prefix = backbone_prefix(model, attr)
     shapes = model_shapes(model)
     if sd and all(k.startswith(prefix) for k in sd):
         sd = {k[len(prefix):]: v for k, v in sd.items()}

@@ -25,6 +25,7 @@ DEFAULTS: Dict[str, Any] = {
         "gain": "softmax",          # V2 DSRA reverse gain: softmax (official) | sigmoid | difference
         "drop_path_rate": 0.1,      # PVT encoders only
         "backbone_weights": None,   # ImageNet .pth (res2net50_v1b_26w_4s-3cf99910.pth / pvt_v2_b2.pth)
+        "backbone2_weights": None,  # a second encoder's ImageNet .pth (Cascaded MERIT: backbone2)
         "init_checkpoint": None,    # full-model checkpoint to start from (fine-tuning)
     },
     "data": {
@@ -279,6 +280,7 @@ SCHEMA: Dict[str, Check] = {
     "model.gain": Check("choice", choices=("softmax", "sigmoid", "difference")),
     "model.drop_path_rate": Check("float", low=0, high=1, high_open=True),
     "model.backbone_weights": Check("str", optional=True),
+    "model.backbone2_weights": Check("str", optional=True),
     "model.init_checkpoint": Check("str", optional=True),
     "data.train": Check("str"),
     "data.test": Check("str", optional=True),

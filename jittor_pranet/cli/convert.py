@@ -22,7 +22,11 @@ def register(sub) -> None:
     p.add_argument("--encoder", default=None, help="encoder variant, e.g. res2net101_v1b_26w_4s or pvt_v2_b3")
     p.add_argument("--backbone-only", action="store_true",
                    help="SRC is an ImageNet encoder file (res2net50_v1b_26w_4s-3cf99910.pth, pvt_v2_b2.pth): "
-                        "load it into the encoder, leave the decoder randomly initialised, and say so")
+                        "load it into the encoder, leave the decoder randomly initialised, and say so; "
+                        "MaxViT models: timm's maxxvit_rmlp_small_rw_256_sw-37e217ff.pth (head.* dropped)")
+    p.add_argument("--backbone2", default=None, metavar="FILE",
+                   help="with --backbone-only, for models with a second encoder (Cascaded MERIT: backbone2): "
+                        "its ImageNet file, e.g. timm's maxvit_rmlp_small_rw_224_sw-6ef0ae4f.pth")
     p.add_argument("--partial", action="store_true", help="load what matches and write anyway (report the rest)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random initialisation of what is not loaded")
     p.set_defaults(func=run)
@@ -53,24 +57,26 @@ def run(args) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     loaded = ck.read_state_dict(args.src)
+    from ..models.registry import model_info
+
+    second = model_info(args.model).encoder2_attr
+    if args.backbone2 and not (args.backbone_only and second):
+        raise UserError("--backbone2 is for --backbone-only with a model that has a second encoder"
+                        f"{'' if second else f' ({args.model} has one)'}")
     if args.backbone_only:
-        mapped, ignored = ck.map_backbone_state_dict(model, loaded.state_dict)
-        enc_keys = {k: s for k, s in ck.model_shapes(model).items() if k.startswith(ck.backbone_prefix(model))}
-        rep = ck.compare(enc_keys, mapped)
-        if not mapped:
-            raise UserError(f"{args.src}: no key matches the {args.model} encoder; is this the right backbone file?")
-        if not rep.ok and not args.partial:
-            raise UserError(f"{args.src}: does not match the {args.model} encoder ({rep.summary()}); "
-                            "use --partial to load what matches")
-        ck.assign_state_dict(model, mapped, rep.loaded)
-        for line in rep.lines():
-            print(line)
-        if ignored:
-            print(f"ignored {len(ignored)} encoder-file keys with no place in the model: "
-                  f"{', '.join(ignored[:6])}{' ...' if len(ignored) > 6 else ''}")
-        n_random = len(ck.model_shapes(model)) - len(rep.loaded)
+        files = [(args.src, None, loaded)]
+        if args.backbone2:
+            if not Path(args.backbone2).is_file():
+                raise UserError(f"{args.backbone2}: no such file")
+            files.append((args.backbone2, second, ck.read_state_dict(args.backbone2)))
+        loaded_keys = []
+        for src, attr, file in files:
+            loaded_keys += _load_backbone(ck, model, args, src, attr, file)
+        n_random = len(ck.model_shapes(model)) - len(loaded_keys)
+        where = " and ".join(f"'{ck.backbone_prefix(model, attr)}'" for _, attr, _ in files)
         print(f"randomly initialised (seed {args.seed}): {n_random} decoder tensors "
-              f"(everything outside '{ck.backbone_prefix(model)}'); train before use")
+              f"(everything outside {where}); train before use")
+        rep = ck.LoadReport(loaded=loaded_keys)
         extras = {}
     else:
         rep = ck.load_state_dict(model, loaded.state_dict, strict=not args.partial, source=args.src)
@@ -87,3 +93,25 @@ def run(args) -> int:
     ck.save_checkpoint(model, dst, meta=meta, extras=extras)
     print(f"wrote {dst}")
     return 0
+
+
+def _load_backbone(ck, model, args, src, attr, loaded):
+    """Load one ImageNet encoder file into the encoder at ``attr`` (None: the model's own); the keys loaded."""
+    mapped, ignored = ck.map_backbone_state_dict(model, loaded.state_dict, attr)
+    prefix = ck.backbone_prefix(model, attr)
+    enc_keys = {k: s for k, s in ck.model_shapes(model).items() if k.startswith(prefix)}
+    rep = ck.compare(enc_keys, mapped)
+    if not mapped:
+        raise UserError(f"{src}: no key matches the {args.model} encoder '{prefix[:-1]}'; "
+                        "is this the right backbone file?")
+    if not rep.ok and not args.partial:
+        raise UserError(f"{src}: does not match the {args.model} encoder '{prefix[:-1]}' ({rep.summary()}); "
+                        "use --partial to load what matches")
+    ck.assign_state_dict(model, mapped, rep.loaded)
+    print(f"{src} -> {prefix[:-1]}:")
+    for line in rep.lines():
+        print(line)
+    if ignored:
+        print(f"ignored {len(ignored)} encoder-file keys with no place in the model: "
+              f"{', '.join(ignored[:6])}{' ...' if len(ignored) > 6 else ''}")
+    return list(rep.loaded)

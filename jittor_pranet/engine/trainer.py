@@ -18,7 +18,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -132,23 +132,37 @@ class Trainer:
                      "RANDOM weights (see weights/README.md for the ImageNet files; set "
                      "model.backbone_weights=null to silence this)")
         elif m.get("backbone_weights"):
-            loaded = ck.read_state_dict(m["backbone_weights"])
-            mapped, ignored = ck.map_backbone_state_dict(self.model, loaded.state_dict)
-            enc_shapes = {k: s for k, s in ck.model_shapes(self.model).items()
-                          if k.startswith(ck.backbone_prefix(self.model))}
-            rep = ck.compare(enc_shapes, mapped)
-            if not mapped or rep.mismatched or rep.missing:
-                raise UserError(f"{m['backbone_weights']}: does not match the {m['name']} encoder ({rep.summary()})")
-            ck.assign_state_dict(self.model, mapped, rep.loaded)
-            n_random = len(ck.model_shapes(self.model)) - len(rep.loaded)
-            self.log(f"model: encoder from {m['backbone_weights']} ({len(rep.loaded)} tensors; "
-                     f"{len(ignored)} file keys unused); {n_random} decoder tensors random")
+            self._load_backbone(m["backbone_weights"], None, "model.backbone_weights")
+            second = info.encoder2_attr
+            if second and m.get("backbone2_weights"):
+                if not Path(m["backbone2_weights"]).is_file():
+                    self.log(f"WARNING: model.backbone2_weights {m['backbone2_weights']} not found: {second} "
+                             "starts from RANDOM weights")
+                else:
+                    self._load_backbone(m["backbone2_weights"], second, "model.backbone2_weights")
+            elif second:
+                self.log(f"warning: model.backbone2_weights is not set: {second} starts from random weights")
         else:
             self.log("warning: model.backbone_weights is not set: the encoder starts from random weights "
                      "(fine for the synthetic quickstart; for real data use the ImageNet .pth)")
 
         if jt.in_mpi:
             self._setup_data_parallel()
+
+    def _load_backbone(self, path: str, attr: Optional[str], key: str) -> None:
+        """One ImageNet encoder file into the encoder at ``attr`` (None: the model's own); strict on shapes."""
+        loaded = ck.read_state_dict(path)
+        mapped, ignored = ck.map_backbone_state_dict(self.model, loaded.state_dict, attr)
+        prefix = ck.backbone_prefix(self.model, attr)
+        enc_shapes = {k: s for k, s in ck.model_shapes(self.model).items() if k.startswith(prefix)}
+        rep = ck.compare(enc_shapes, mapped)
+        if not mapped or rep.mismatched or rep.missing:
+            raise UserError(f"{path} ({key}): does not match the {self.cfg['model']['name']} encoder "
+                            f"'{prefix[:-1]}' ({rep.summary()})")
+        ck.assign_state_dict(self.model, mapped, rep.loaded)
+        n_random = len(ck.model_shapes(self.model)) - len(rep.loaded)
+        self.log(f"model: {prefix[:-1]} from {path} ({len(rep.loaded)} tensors; {len(ignored)} file keys unused); "
+                 f"{n_random} other tensors not from this file")
 
     def _setup_data_parallel(self) -> None:
         """MPI: every rank starts from rank 0's weights (Jittor seeds ranks differently) and, with

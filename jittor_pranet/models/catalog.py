@@ -135,12 +135,39 @@ def _identify_res2net(sd: Mapping[str, object], prefix: str) -> Optional[str]:
     return _RES2NET_LAYER3_BLOCKS.get(_blocks(sd, prefix, "layer3."))
 
 
+#: (conv block, stem width 1, stage widths, depths) -> timm name. The mbconv "small" weights serve both
+#: input sizes (224 and 256 differ only in the window side, which holds no parameters): the name with
+#: ImageNet weights (224) is reported.
+_MAXVIT_SHAPES = {
+    ("mbconv", 24, (32, 64, 128, 256), (2, 2, 5, 2)): "maxvit_rmlp_pico_rw_256",
+    ("mbconv", 32, (64, 128, 256, 512), (1, 2, 3, 1)): "maxvit_rmlp_nano_rw_256",
+    ("mbconv", 32, (64, 128, 256, 512), (2, 2, 5, 2)): "maxvit_rmlp_tiny_rw_256",
+    ("mbconv", 32, (96, 192, 384, 768), (2, 2, 5, 2)): "maxvit_rmlp_small_rw_224",
+    ("convnext", 32, (64, 128, 256, 512), (1, 2, 3, 1)): "maxxvit_rmlp_nano_rw_256",
+    ("convnext", 32, (64, 128, 256, 512), (2, 2, 5, 2)): "maxxvit_rmlp_tiny_rw_256",
+    ("convnext", 48, (96, 192, 384, 768), (2, 2, 5, 2)): "maxxvit_rmlp_small_rw_256",
+}
+_MAXVIT_EXTRA = ("maxvit_rmlp_small_rw_256",)  # same weights as the 224 variant, 8x8 windows
+
+
+def _identify_maxvit(sd: Mapping[str, object], prefix: str) -> Optional[str]:
+    conv = "convnext" if f"{prefix}stages.0.blocks.0.conv.conv_dw.weight" in sd else "mbconv"
+    stem = int(sd[f"{prefix}stem.conv1.weight"].shape[0])
+    dims = tuple(int(sd[f"{prefix}stages.{i}.blocks.0.attn_block.norm1.weight"].shape[0])
+                 for i in range(4) if f"{prefix}stages.{i}.blocks.0.attn_block.norm1.weight" in sd)
+    depths = tuple(_blocks(sd, prefix, f"stages.{i}.blocks.") for i in range(4))
+    return _MAXVIT_SHAPES.get((conv, stem, dims, depths))
+
+
 ENCODERS: Tuple[EncoderFamily, ...] = (
     EncoderFamily("pvt_v2", tuple(sorted(set(_PVT_SHAPES.values()))), "jittor_pranet.models.encoders.pvtv2:PVT_VARIANTS",
                   True, _identify_pvt, "patch_embed1.proj.weight"),
     EncoderFamily("res2net", tuple(_RES2NET_LAYER3_BLOCKS.values()),
                   "jittor_pranet.models.encoders.res2net:RES2NET_VARIANTS", False, _identify_res2net,
                   "layer3.0.conv1.weight"),
+    EncoderFamily("maxvit", tuple(sorted(set(_MAXVIT_SHAPES.values()) | set(_MAXVIT_EXTRA))),
+                  "jittor_pranet.models.encoders.maxvit:MAXVIT_VARIANTS", True, _identify_maxvit,
+                  "stages.0.blocks.0.attn_block.attn.qkv.weight"),
 )
 
 
@@ -154,7 +181,7 @@ def encoder_names() -> Tuple[str, ...]:
 
 
 #: where models keep their encoder's weights (tried in this order when reading a state_dict)
-ENCODER_PREFIXES = ("backbone.", "resnet.", "")
+ENCODER_PREFIXES = ("backbone.", "resnet.", "backbone1.", "backbone2.", "")
 
 
 def identify_encoder(state_dict: Mapping[str, object]) -> Optional[str]:
@@ -203,6 +230,9 @@ class ModelInfo:
     loss: str = ""                     # dsra | baseline: the official supervision (default: dsra when dual)
     twin: Optional[Twin] = None        # its PyTorch twin (parity, export, bench)
     encoder_attr: str = "backbone"     # attribute that holds the encoder (its state_dict prefix)
+    # attribute of a second ImageNet-initialised encoder (Cascaded MERIT: backbone2, from
+    # ``model.backbone2_weights`` / ``convert --backbone2``); "" for one-encoder models
+    encoder2_attr: str = ""
 
     def __post_init__(self):
         if not self.prediction_rule:

@@ -17,10 +17,18 @@ Res2Net-v1b                 ``Res2Net.__init__``: Conv2d kaiming_normal(fan_out,
 (:func:`init_res2net_`)     1 / 0; the ``fc`` Linear keeps PyTorch's default
 PraNet-V1/V2 decoders       nothing of their own: PyTorch's defaults (:func:`init_pytorch_defaults_`)
 (:func:`init_pranet_decoder_`)  for every layer outside the encoder, DSRA heads included
+MaxViT (:func:`init_maxvit_`)  timm's ``weight_init``: 'vit_eff' (default) draws the stem's and the conv
+                            blocks' Conv2d normal(0, sqrt(2 / fan_out)), zero bias, and the attention
+                            layers' Linear xavier_uniform, bias zero (normal(0, 1e-6) for the MLPs,
+                            the relative-position MLP included); 'normal' (maxxvit nano) draws every
+                            Conv2d / Linear normal(0, 0.02), zero bias; norms 1 / 0, LayerScale as built
 EMCAD decoder               ``init_weights('normal')`` of MSDC / MSCB / EUCB / LGAG / CAB / SAB:
 (:func:`init_emcad_`)       Conv2d normal(0, 0.02) + zero bias, BatchNorm 1 / 0; the DSRA heads
                             ``ConvBlock*_fg/_bg``, the 1->3 stem and ``out_head*`` keep PyTorch's
                             defaults
+Cascaded MERIT              nothing of their own: PyTorch's defaults for the 1->3 stem, the
+(:func:`init_merit_`)       CASCADE decoder (DSRA heads included) and every head; the MaxViT
+                            encoders keep their own initialisation
 MIST decoder ``CAM``        nothing of its own: PyTorch's defaults, including
 (:func:`init_mist_`)        ``nn.MultiheadAttention``'s (``in_proj_weight`` xavier_uniform,
                             ``in_proj_bias`` and ``out_proj.bias`` 0, ``out_proj.weight`` Linear
@@ -131,6 +139,39 @@ def init_pvtv2_(module: nn.Module) -> None:
             _norm_defaults(m)
 
 
+def _conv_fan_out_normal_(m: nn.Module) -> None:
+    out, _, kh, kw = m.weight.shape
+    _set(m.weight, _normal(m.weight.shape, math.sqrt(2.0 / (kh * kw * out // m.groups))))
+    if m.bias is not None:
+        _set(m.bias, np.zeros(m.bias.shape))
+
+
+def init_maxvit_(encoder: nn.Module, scheme: str = "vit_eff") -> None:
+    """timm's MaxViT initialisation (``weight_init`` of its config, see the table above): convolution
+    parts (stem, MBConv / ConvNeXt blocks) as EfficientNet, attention parts (``attn_block`` /
+    ``attn_grid``) as ViT, or everything normal(0.02) for the 'normal' scheme."""
+    if scheme not in ("vit_eff", "normal"):
+        raise ValueError(f"unknown MaxViT init scheme {scheme!r}")
+    for name, m in _layers(encoder):
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "normal":
+                _set(m.weight, _normal(m.weight.shape, 0.02))
+                if m.bias is not None:
+                    _set(m.bias, np.zeros(m.bias.shape))
+            elif ".attn_block." in f".{name}" or ".attn_grid." in f".{name}":
+                fan_out, fan_in_ = m.weight.shape[0], int(np.prod(m.weight.shape[1:]))
+                bound = math.sqrt(6.0 / (fan_in_ + fan_out))
+                _set(m.weight, np.random.uniform(-bound, bound, m.weight.shape))
+                if m.bias is not None:
+                    part = name.split(".attn_block.")[-1].split(".attn_grid.")[-1]
+                    bias = _normal(m.bias.shape, 1e-6) if "mlp" in part else np.zeros(m.bias.shape)
+                    _set(m.bias, bias)
+            else:
+                _conv_fan_out_normal_(m)
+        else:
+            _norm_defaults(m)
+
+
 def init_res2net_(module: nn.Module) -> None:
     """Res2Net-v1b's constructor loop: every Conv2d ``kaiming_normal_(mode="fan_out",
     nonlinearity="relu")`` (std sqrt(2 / (out * kh * kw)), no division by groups), BatchNorm 1 / 0;
@@ -197,5 +238,12 @@ def init_mist_(model: nn.Module) -> None:
     init_mist_decoder_(model.decoder)
 
 
-__all__ = ["TRUNC_BOUNDS", "fan_in", "init_emcad_", "init_emcad_decoder_", "init_mist_", "init_mist_decoder_",
+def init_merit_(model: nn.Module) -> None:
+    """Cascaded MERIT: the official classes apply no scheme of their own, so everything outside
+    ``backbone1`` / ``backbone2`` (stem, CASCADE decoder, ``out_head*``) has PyTorch's defaults."""
+    init_pytorch_defaults_(model, skip=("backbone1", "backbone2"))
+
+
+__all__ = ["TRUNC_BOUNDS", "fan_in", "init_emcad_", "init_emcad_decoder_", "init_maxvit_", "init_merit_",
+           "init_mist_", "init_mist_decoder_",
            "init_pranet_decoder_", "init_pvtv2_", "init_pytorch_defaults_", "init_res2net_", "pytorch_default_"]
