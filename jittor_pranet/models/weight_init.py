@@ -29,6 +29,10 @@ EMCAD decoder               ``init_weights('normal')`` of MSDC / MSCB / EUCB / L
 Cascaded MERIT              nothing of their own: PyTorch's defaults for the 1->3 stem, the
 (:func:`init_merit_`)       CASCADE decoder (DSRA heads included) and every head; the MaxViT
                             encoders keep their own initialisation
+MIST decoder ``CAM``        nothing of its own: PyTorch's defaults, including
+(:func:`init_mist_`)        ``nn.MultiheadAttention``'s (``in_proj_weight`` xavier_uniform,
+                            ``in_proj_bias`` and ``out_proj.bias`` 0, ``out_proj.weight`` Linear
+                            default); the stem and ``out_head*`` too
 ==========================  ===================================================================
 
 PyTorch's defaults: Conv2d and Linear weights ``kaiming_uniform_(a=sqrt(5))``, i.e. uniform on
@@ -213,6 +217,27 @@ def init_emcad_(model: nn.Module) -> None:
     init_emcad_decoder_(model.decoder)
 
 
+def init_mist_decoder_(decoder: nn.Module) -> None:
+    """MIST's ``CAM`` decoder: PyTorch's defaults everywhere; ``nn.MultiheadAttention`` resets its own
+    parameters: ``in_proj_weight`` [3C, C] xavier_uniform (bound sqrt(6 / (C + 3C))), ``in_proj_bias``
+    and ``out_proj.bias`` zero, ``out_proj.weight`` the Linear default."""
+    init_pytorch_defaults_(decoder)
+    for _, m in _layers(decoder):
+        if getattr(m, "in_proj_weight", None) is not None and hasattr(m, "out_proj"):  # MultiheadAttention
+            out, fan = m.in_proj_weight.shape
+            bound = math.sqrt(6.0 / (fan + out))
+            _set(m.in_proj_weight, np.random.uniform(-bound, bound, m.in_proj_weight.shape))
+            _set(m.in_proj_bias, np.zeros(m.in_proj_bias.shape))
+            _set(m.out_proj.bias, np.zeros(m.out_proj.bias.shape))
+
+
+def init_mist_(model: nn.Module) -> None:
+    """``MISTNet``: the 1->3 stem, ``out_head1..4`` and the decoder (:func:`init_mist_decoder_`) as
+    PyTorch constructs them; the MaxxViT encoder keeps its own initialisation."""
+    init_pytorch_defaults_(model, skip=("backbone1", "decoder"))
+    init_mist_decoder_(model.decoder)
+
+
 def init_merit_(model: nn.Module) -> None:
     """Cascaded MERIT: the official classes apply no scheme of their own, so everything outside
     ``backbone1`` / ``backbone2`` (stem, CASCADE decoder, ``out_head*``) has PyTorch's defaults."""
@@ -220,4 +245,5 @@ def init_merit_(model: nn.Module) -> None:
 
 
 __all__ = ["TRUNC_BOUNDS", "fan_in", "init_emcad_", "init_emcad_decoder_", "init_maxvit_", "init_merit_",
+           "init_mist_", "init_mist_decoder_",
            "init_pranet_decoder_", "init_pvtv2_", "init_pytorch_defaults_", "init_res2net_", "pytorch_default_"]

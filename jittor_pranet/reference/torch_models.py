@@ -744,8 +744,10 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
 
     Conv/Linear weights ~ N(0, sqrt(1/fan_in)), their biases ~ N(0, 0.02); BatchNorm weight ~ U(0.5, 1.5),
     bias ~ N(0, 0.1), running_mean ~ N(0, 0.1), running_var ~ U(0.5, 2.0); LayerNorm weight ~ U(0.5, 1.5),
-    bias ~ N(0, 0.1); LayerScale ``gamma`` ~ U(0.5, 1.5).  Modules are visited in ``named_modules`` order, so the result depends only on the
-    architecture and the seed.  A parameter owned by any other module type raises ``TypeError``.
+    bias ~ N(0, 0.1); LayerScale ``gamma`` ~ U(0.5, 1.5); MultiheadAttention (packed q/k/v) ``in_proj_weight``
+    ~ N(0, sqrt(1/embed_dim)), ``in_proj_bias`` ~ N(0, 0.02) (its ``out_proj`` is a Linear).  Modules are
+    visited in ``named_modules`` order, so the result depends only on the architecture and the seed.  A
+    parameter owned by any other module type raises ``TypeError``.
     """
     gen = torch.Generator().manual_seed(int(seed))
 
@@ -770,6 +772,10 @@ def randomize_(model: nn.Module, seed: int) -> nn.Module:
         elif isinstance(m, nn.LayerNorm):
             uniform(m.weight, 0.5, 1.5)
             normal(m.bias, 0.1)
+        elif isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
+            normal(m.in_proj_weight, math.sqrt(1.0 / m.embed_dim))
+            if m.in_proj_bias is not None:
+                normal(m.in_proj_bias, 0.02)
         elif isinstance(getattr(m, "gamma", None), nn.Parameter) and len(list(m.parameters(recurse=False))) == 1:
             uniform(m.gamma, 0.5, 1.5)  # LayerScale: of order 1, so that the scaled branch counts
         else:
