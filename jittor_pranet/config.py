@@ -119,12 +119,84 @@ def _merge(cfg: Dict[str, Any], update: Dict[str, Any], source: str) -> None:
             raise UserError(f"{source}: {exc}") from None
 
 
+MAX_CONFIG_BYTES = 1 << 20  # configs are a few KB; anything this large is not one
+MAX_CONFIG_DEPTH = 32       # nesting levels of a config document (sections nest 3 deep)
+
+
+class _AliasRefused(yaml.YAMLError):
+    """A YAML anchor or alias, refused: aliases let a few bytes expand into gigabytes
+    ("billion laughs") or into a recursive structure that no check can walk."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors (``&name``), so an alias (``*name``) can never
+    refer to anything (PyYAML then reports it as undefined).
+
+    The check runs on the event stream, before any node is built or shared, so an expanding
+    document never allocates more than its own size."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if not isinstance(event, yaml.AliasEvent) and getattr(event, "anchor", None):
+            line = event.start_mark.line + 1 if event.start_mark else "?"
+            raise _AliasRefused(f"YAML anchors and aliases (&{event.anchor} / *{event.anchor}) are not allowed in "
+                                f"a config (line {line}); write the value out")
+        # PyYAML composes recursively and its scanner slows down with every open bracket: a few
+        # thousand nested brackets take minutes (or overflow the stack); configs nest 3 deep
+        self.depth += 1
+        try:
+            if self.depth > MAX_CONFIG_DEPTH:
+                raise yaml.YAMLError(f"nested more than {MAX_CONFIG_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` without anchors/aliases and at most :data:`MAX_CONFIG_DEPTH` levels deep;
+    raises ``yaml.YAMLError``."""
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml_file(path: Path) -> Any:
+    """A config file's YAML (UTF-8, at most :data:`MAX_CONFIG_BYTES`, no anchors/aliases), or a
+    one-line :class:`UserError` naming the file."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise UserError(f"{path}: {size} bytes is too large for a config (at most {MAX_CONFIG_BYTES})")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                        "save the config as UTF-8") from None
+    try:
+        return safe_yaml(text)
+    except _AliasRefused as exc:
+        raise UserError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
 def parse_override(text: str):
     if "=" not in text:
         raise UserError(f"override {text!r} must look like key=value (e.g. train.epochs=5)")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = safe_yaml(raw) if raw != "" else None
+    except _AliasRefused as exc:
+        raise UserError(f"override {text!r}: {exc}") from None
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
@@ -137,11 +209,7 @@ def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> Di
         p = Path(path)
         if not p.is_file():
             raise UserError(f"{p}: config file not found")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        _merge(cfg, data, str(p))
+        _merge(cfg, read_yaml_file(p) or {}, str(p))
     for item in overrides:
         key, value = parse_override(item)
         _set(cfg, key, value)
@@ -402,7 +470,19 @@ def validate(cfg: Dict[str, Any]) -> None:
 def save_config(cfg: Dict[str, Any], path: Path) -> None:
     from .utils.io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_text(path, dump_yaml(cfg))
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a value shared by two keys out twice: the loader refuses anchors."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def dump_yaml(cfg: Dict[str, Any]) -> str:
+    """The YAML text of a config, without anchors, so that :func:`load_config` reads it back."""
+    return yaml.dump(cfg, Dumper=_NoAliasDumper, sort_keys=False)
 
 
 def scale_sizes(train_size: int, rates: Iterable[float]) -> List[int]:

@@ -147,16 +147,12 @@ def read_config(path: Optional[str]) -> Optional[Dict[str, Any]]:
     the model recorded in the checkpoint."""
     if not path:
         return None
-    import yaml
-
-    from ..config import load_config
+    from ..config import load_config, read_yaml_file
 
     cfg = load_config(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            raw = yaml.safe_load(fh) or {}
-    except (OSError, yaml.YAMLError) as exc:  # load_config read it a moment ago; be safe anyway
-        raise UserError(f"--config {path}: cannot read it ({exc})") from None
+    raw = read_yaml_file(Path(path)) or {}  # the file load_config just read and checked
+    if not isinstance(raw, dict):
+        raise UserError(f"--config {path}: a config must be a mapping of sections")
     picked: Dict[str, Dict[str, Any]] = {}
     for key in _CONFIG_KEYS:
         section, name = key.split(".")
