@@ -81,3 +81,39 @@ def test_a_bom_and_plain_utf8_still_load(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_bytes("\ufeffmodel:\n  name: pranet_v2_pvt  # caf\u00e9\n".encode("utf-8"))
     assert load_config(str(path))["model"]["name"] == "pranet_v2_pvt"
+
+
+# ------------------------------------------------------------------ predict --tta-scales
+
+@pytest.fixture(scope="module")
+def ckpt_and_images(tmp_path_factory):
+    import cv2
+
+    from jittor_pranet import build_model, save_checkpoint
+
+    root = tmp_path_factory.mktemp("tta")
+    save_checkpoint(build_model("pranet_v2_pvt", encoder="pvt_v2_b0"), root / "m.pkl",
+                    meta={"model": "pranet_v2_pvt", "num_classes": 1, "encoder": "pvt_v2_b0"})
+    (root / "imgs").mkdir()
+    cv2.imwrite(str(root / "imgs" / "a.png"), np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    return root
+
+
+@pytest.mark.parametrize("scales", ["1e308", "inf", "nan", "0", "-1", "1,-0.5", "5", "1e308,1"])
+@pytest.mark.parametrize("tta", [[], ["--tta", "scales"]], ids=["no-tta", "tta-scales"])
+def test_absurd_tta_scales_fail_at_argument_checking(scales, tta, ckpt_and_images, tmp_path, capsys):
+    before = _tree(ckpt_and_images)
+    line = _one_error(["predict", "--checkpoint", ckpt_and_images / "m.pkl", ckpt_and_images / "imgs",
+                       "--out", tmp_path / "out", "--size", "64", *tta, f"--tta-scales={scales}"], capsys)
+    assert "--tta-scales" in line and "<= 4" in line, line
+    assert not (tmp_path / "out").exists() and _tree(ckpt_and_images) == before
+
+
+def test_scale_sizes_refuses_overflowing_scales_directly():
+    from jittor_pranet.engine.tta import scale_sizes
+    from jittor_pranet.errors import UserError
+
+    for bad in (1e308, float("inf"), float("nan"), 0.0, -2.0):
+        with pytest.raises(UserError, match="--tta-scales"):
+            scale_sizes(352, (bad,))
+    assert scale_sizes(352, (0.75, 1.0, 1.25)) == (256, 352, 448)
