@@ -65,7 +65,8 @@ DEFAULTS: Dict[str, Any] = {
         "val_every": 1,
         "val_size": None,              # default: data.train_size
         "max_steps": None,             # stop after N optimizer batches (smoke runs)
-        "time_limit_min": None,        # stop after this many minutes (ends the epoch early)
+        "time_limit_min": None,        # safety net: stop (with a WARNING) after this many minutes of training
+        "warmup": True,                # compile Jittor's kernels before training (one pass per input shape)
     },
     "output": {
         "dir": "runs",
@@ -383,6 +384,7 @@ SCHEMA: Dict[str, Check] = {
     "train.val_size": Check("int", optional=True, low=32, multiple_of=32),
     "train.max_steps": Check("int", optional=True, low=1),
     "train.time_limit_min": Check("float", optional=True, low=0, low_open=True),
+    "train.warmup": Check("bool"),
     "output.dir": Check("str"),
     "output.name": Check("str", optional=True),
     "output.predict_test": Check("bool"),
