@@ -71,7 +71,8 @@ DEFAULTS: Dict[str, Any] = {
         "val_every": 1,
         "val_size": None,              # default: data.train_size
         "max_steps": None,             # stop after N optimizer batches (smoke runs)
-        "time_limit_min": None,        # stop after this many minutes (ends the epoch early)
+        "time_limit_min": None,        # safety net: stop (with a WARNING) after this many minutes of training
+        "warmup": True,                # compile Jittor's kernels before training (one pass per input shape)
     },
     "output": {
         "dir": "runs",
@@ -143,10 +144,7 @@ def _file_keys(path: Path, chain: Sequence[Path] = ()) -> Dict[str, Any]:
         raise UserError(f"{chain[-1]}: {BASE_KEY} makes a cycle: {loop}")
     if not path.is_file():
         raise UserError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_yaml_file(path) or {}
     if not isinstance(data, dict):
         raise UserError(f"{path}: a config must be a mapping of sections (model:, data:, train:, output:)")
     bases = data.pop(BASE_KEY, None)
@@ -177,12 +175,84 @@ def read_config_file(path: str) -> Dict[str, Any]:
     return _unflatten(copy.deepcopy(_file_keys(Path(path))))
 
 
+MAX_CONFIG_BYTES = 1 << 20  # configs are a few KB; anything this large is not one
+MAX_CONFIG_DEPTH = 32       # nesting levels of a config document (sections nest 3 deep)
+
+
+class _AliasRefused(yaml.YAMLError):
+    """A YAML anchor or alias, refused: aliases let a few bytes expand into gigabytes
+    ("billion laughs") or into a recursive structure that no check can walk."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors (``&name``), so an alias (``*name``) can never
+    refer to anything (PyYAML then reports it as undefined).
+
+    The check runs on the event stream, before any node is built or shared, so an expanding
+    document never allocates more than its own size."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if not isinstance(event, yaml.AliasEvent) and getattr(event, "anchor", None):
+            line = event.start_mark.line + 1 if event.start_mark else "?"
+            raise _AliasRefused(f"YAML anchors and aliases (&{event.anchor} / *{event.anchor}) are not allowed in "
+                                f"a config (line {line}); write the value out")
+        # PyYAML composes recursively and its scanner slows down with every open bracket: a few
+        # thousand nested brackets take minutes (or overflow the stack); configs nest 3 deep
+        self.depth += 1
+        try:
+            if self.depth > MAX_CONFIG_DEPTH:
+                raise yaml.YAMLError(f"nested more than {MAX_CONFIG_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def safe_yaml(text: str) -> Any:
+    """``yaml.safe_load`` without anchors/aliases and at most :data:`MAX_CONFIG_DEPTH` levels deep;
+    raises ``yaml.YAMLError``."""
+    loader = _NoAliasLoader(text)
+    try:
+        return loader.get_single_data()
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml_file(path: Path) -> Any:
+    """A config file's YAML (UTF-8, at most :data:`MAX_CONFIG_BYTES`, no anchors/aliases), or a
+    one-line :class:`UserError` naming the file."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise UserError(f"{path}: {size} bytes is too large for a config (at most {MAX_CONFIG_BYTES})")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                        "save the config as UTF-8") from None
+    try:
+        return safe_yaml(text)
+    except _AliasRefused as exc:
+        raise UserError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
 def parse_override(text: str):
     if "=" not in text:
         raise UserError(f"override {text!r} must look like key=value (e.g. train.epochs=5)")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = safe_yaml(raw) if raw != "" else None
+    except _AliasRefused as exc:
+        raise UserError(f"override {text!r}: {exc}") from None
     except yaml.YAMLError:
         value = raw
     return key.strip(), value
@@ -429,6 +499,7 @@ SCHEMA: Dict[str, Check] = {
     "train.val_size": Check("int", optional=True, low=32, multiple_of=32),
     "train.max_steps": Check("int", optional=True, low=1),
     "train.time_limit_min": Check("float", optional=True, low=0, low_open=True),
+    "train.warmup": Check("bool"),
     "output.dir": Check("str"),
     "output.name": Check("str", optional=True),
     "output.predict_test": Check("bool"),
@@ -519,7 +590,19 @@ def validate(cfg: Dict[str, Any]) -> None:
 def save_config(cfg: Dict[str, Any], path: Path) -> None:
     from .utils.io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_text(path, dump_yaml(cfg))
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a value shared by two keys out twice: the loader refuses anchors."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def dump_yaml(cfg: Dict[str, Any]) -> str:
+    """The YAML text of a config, without anchors, so that :func:`load_config` reads it back."""
+    return yaml.dump(cfg, Dumper=_NoAliasDumper, sort_keys=False)
 
 
 def scale_sizes(train_size: int, rates: Iterable[float]) -> List[int]:

@@ -6,8 +6,10 @@ held-out synthetic test images and prints their metrics table.
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
+from typing import Any, Dict
 
 from .common import add_device_arg
 
@@ -47,14 +49,30 @@ def run(args) -> int:
     trainer = Trainer(cfg, run_dir, progress=not args.no_progress,
                       prepare_run_dir=lambda: make_run_dir(run_dir, overwrite=True))
     save_config(cfg, run_dir / "config.yaml")
+    setup_s = time.time() - t0
     result = trainer.fit()
-    train_s = time.time() - t0
+    t_test = time.time()
     predict_and_evaluate(run_dir, cfg)
-    total_s = time.time() - t0
+    test_s = time.time() - t_test
     best = result["best_val_mDice"]
-    print(f"\nquickstart: best validation mDice {best if best is None else round(best, 4)}; "
-          f"training {train_s / 60:.1f} min, total {total_s / 60:.1f} min; outputs in {run_dir}")
+    print(f"\nquickstart: best validation mDice {best if best is None else round(best, 4)} after "
+          f"{result['epochs']} epochs ({result['steps']} steps); outputs in {run_dir}")
+    print_summary(result, setup_s, test_s, time.time() - t0)
     return 0
+
+
+def print_summary(result: Dict[str, Any], setup_s: float, test_s: float, total_s: float) -> None:
+    """How long each phase took, and any warning of the training repeated last, where it is seen."""
+    print(f"quickstart: time by phase: data + model {_fmt(setup_s)}, compiling kernels (warm-up) "
+          f"{_fmt(result['warmup_s'])}, training {_fmt(result['train_s'])}, test {_fmt(test_s)}; "
+          f"total {_fmt(total_s)}")
+    for line in result.get("warnings", ()):
+        print(line)
+    sys.stdout.flush()
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _quickstart_multiclass(args) -> int:
@@ -72,10 +90,12 @@ def _quickstart_multiclass(args) -> int:
     trainer = MultiClassTrainer(cfg, run_dir, progress=not args.no_progress,
                                 prepare_run_dir=lambda: make_run_dir(run_dir, overwrite=True))
     save_config(cfg, run_dir / "config.yaml")
+    setup_s = time.time() - t0
     result = trainer.fit()
-    train_s = time.time() - t0
+    t_test = time.time()
     test_after_training(run_dir, cfg, progress=not args.no_progress)
-    total_s = time.time() - t0
-    print(f"\nquickstart (multiclass): best validation mean Dice {result['best_val_mDice'] or 0:.4f}; "
-          f"training {train_s / 60:.1f} min, total {total_s / 60:.1f} min; outputs in {run_dir}")
+    test_s = time.time() - t_test
+    print(f"\nquickstart (multiclass): best validation mean Dice {result['best_val_mDice'] or 0:.4f} after "
+          f"{result['epochs']} epochs ({result['steps']} steps); outputs in {run_dir}")
+    print_summary(result, setup_s, test_s, time.time() - t0)
     return 0

@@ -77,4 +77,6 @@ def run(args) -> int:
             test_after_training(run_dir, cfg, progress=not args.no_progress)
         elif cfg["output"]["predict_test"] and cfg["data"].get("test"):
             predict_and_evaluate(run_dir, cfg)
+        for line in result.get("warnings", ()):
+            print(line)  # repeated last, where it is seen
     return 0

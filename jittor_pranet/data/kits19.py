@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from jittor_pranet.data.io import PathLike
-from jittor_pranet.data.medical_io import read_nifti, write_h5, write_npz
+from jittor_pranet.data.medical_io import nifti_shape, read_nifti, write_h5, write_npz
 from jittor_pranet.errors import UserError
-from jittor_pranet.utils.io import atomic_write_text
+from jittor_pranet.utils.io import atomic_write_text, staged_output_folder
 
 KITS19_CLASSES: Tuple[str, ...] = ("kidney", "tumor")
 #: Abdominal soft-tissue window; a common choice for KiTS19 2-D pipelines (the paper gives none).
@@ -74,31 +72,19 @@ def both_classes_slices(label: np.ndarray) -> np.ndarray:
     return np.flatnonzero((flat == 1).any(axis=1) & (flat == 2).any(axis=1))
 
 
-@contextmanager
-def new_output_folder(out: Path) -> Iterator[Path]:
-    """Create ``out`` (new or empty); on any failure remove what was written, so nothing half-made is left."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"output folder {out} exists and is not empty; choose a new folder")
-    existed = out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        yield out
-    except BaseException:
-        if existed:
-            for child in out.iterdir():
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        else:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
+def new_output_folder(out: Path):
+    """All-or-nothing output folder: written in a temporary folder next to ``out``, renamed to ``out``
+    at the end, removed on any failure (``out``, new or empty, is untouched until then)."""
+    return staged_output_folder(out, error=UserError)
 
 
 def _header_shape(path: Path) -> Tuple[int, ...]:
-    import nibabel as nib
-
     try:
-        return tuple(int(s) for s in nib.load(str(path)).shape)
-    except Exception as exc:  # nibabel raises several types for broken or non-NIfTI files
-        raise UserError(f"{path}: not a readable NIfTI file ({exc})") from None
+        return nifti_shape(path)
+    except UserError as exc:
+        prefix = f"cannot read NIfTI file {path}: "
+        detail = str(exc)[len(prefix):] if str(exc).startswith(prefix) else str(exc)
+        raise UserError(f"{path}: not a readable NIfTI file ({detail})") from None
 
 
 def _labels(seg: np.ndarray, path: Path) -> np.ndarray:
@@ -124,13 +110,15 @@ def prepare_kits19(raw: PathLike, out: PathLike, seed: int = 0, window: Sequence
         if len(a) != 3 or a != b:
             raise UserError(f"{case}: imaging is {'x'.join(map(str, a))} and segmentation {'x'.join(map(str, b))}; "
                             "need two 3-D volumes of one shape")
+        if 0 in a:
+            raise UserError(f"{case}: imaging is {'x'.join(map(str, a))}, an empty volume (no voxels)")
     train_cases, test_cases = split_kits19([c for c, _, _ in pairs], seed, n_test)
     test_set = set(test_cases)
     kept: Dict[str, List[int]] = {}
     spacing: Dict[str, List[float]] = {}
     train_names: List[str] = []
     test_names: List[str] = []
-    with new_output_folder(out):
+    with new_output_folder(out) as dst:
         for case, image_path, seg_path in tqdm(pairs, desc="kits19", unit="case", file=sys.stderr, leave=False,
                                                disable=None if progress else True):
             ct, zooms = read_nifti(image_path)
@@ -144,17 +132,17 @@ def prepare_kits19(raw: PathLike, out: PathLike, seed: int = 0, window: Sequence
             image = ((np.clip(ct[keep], lo, hi) - lo) / (hi - lo)).astype(np.float32)
             label = np.ascontiguousarray(label[keep])
             if case in test_set:
-                write_h5(out / "test_vol_h5" / f"{case}.npy.h5", image, label, spacing=tuple(spacing[case]))
+                write_h5(dst / "test_vol_h5" / f"{case}.npy.h5", image, label, spacing=tuple(spacing[case]))
                 test_names.append(case)
             else:
                 for k, index in enumerate(keep):
                     name = f"{case}_slice{int(index):03d}"
-                    write_npz(out / "train_npz" / f"{name}.npz", np.ascontiguousarray(image[k]),
+                    write_npz(dst / "train_npz" / f"{name}.npz", np.ascontiguousarray(image[k]),
                               np.ascontiguousarray(label[k]))
                     train_names.append(name)
         if not train_names:
             raise UserError(f"no training slice holds both kidney and tumor in {raw}: nothing to train on")
-        lists = out / "lists" / "lists_Synapse"
+        lists = dst / "lists" / "lists_Synapse"
         atomic_write_text(lists / "train.txt", "".join(n + "\n" for n in train_names))
         atomic_write_text(lists / "test_vol.txt", "".join(n + "\n" for n in test_names))
         manifest = {"format": "synapse", "dataset": "kits19", "labels": "kits19", "class_names": list(KITS19_CLASSES),
@@ -163,8 +151,8 @@ def prepare_kits19(raw: PathLike, out: PathLike, seed: int = 0, window: Sequence
                     "protocol": "axial slices containing both kidney and tumor; seeded random case split",
                     "slices_kept": kept,
                     "cases_without_kept_slices": sorted(c for c, k in kept.items() if not k)}
-        atomic_write_text(out / "dataset.json", json.dumps(manifest, indent=2) + "\n")
-        atomic_write_text(out / "split.json", json.dumps({"seed": seed, **manifest["split"]}, indent=2) + "\n")
+        atomic_write_text(dst / "dataset.json", json.dumps(manifest, indent=2) + "\n")
+        atomic_write_text(dst / "split.json", json.dumps({"seed": seed, **manifest["split"]}, indent=2) + "\n")
     return manifest
 
 

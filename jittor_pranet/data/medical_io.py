@@ -119,16 +119,48 @@ def write_npz(path: PathLike, image: np.ndarray, label: np.ndarray, image_key: s
     return atomic_write_bytes(path, buf.getvalue())
 
 
+#: Deflate cannot compress better than about 1032:1, so a ``.gz`` file of n bytes inflates to at most
+#: this many times n bytes; a header that declares more is corrupt (or built to exhaust memory).
+DEFLATE_MAX_RATIO = 1032
+
+
+def _load_nifti_header(path: Path):
+    """``nib.load`` (header only; the voxels stay on disk) with the declared size checked against
+    what the file can hold, so that no array is allocated for a volume the file cannot contain."""
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        shape = tuple(int(s) for s in img.shape)
+        itemsize = int(img.get_data_dtype().itemsize)
+        offset = int(img.header.get("vox_offset", 0) or 0) if hasattr(img.header, "get") else 0
+    except Exception as exc:  # nibabel raises several types for broken or non-NIfTI files
+        raise UserError(f"cannot read NIfTI file {path}: {exc}") from None
+    declared = offset + itemsize * int(np.prod(shape, dtype=object))
+    stored = path.stat().st_size
+    compressed = path.name.lower().endswith(".gz")
+    room = stored * DEFLATE_MAX_RATIO + 4096 if compressed else stored
+    if declared > room:
+        raise UserError(f"cannot read NIfTI file {path}: its header declares a {'x'.join(map(str, shape))} volume "
+                        f"({declared:,} bytes) that a {stored:,}-byte{' compressed' if compressed else ''} file "
+                        "cannot hold (truncated or corrupt)")
+    return img, shape
+
+
+def nifti_shape(path: PathLike) -> Tuple[int, ...]:
+    """The volume shape a NIfTI header declares, after the plausibility check of :func:`read_nifti`."""
+    return _load_nifti_header(Path(path))[1]
+
+
 def read_nifti(path: PathLike) -> Tuple[np.ndarray, Tuple[float, ...]]:
     """(array in the file's voxel order, float32; voxel sizes along those axes) of a NIfTI file.
 
-    float32 holds CT Hounsfield units and label ids exactly and halves the memory of float64.
+    float32 holds CT Hounsfield units and label ids exactly and halves the memory of float64. A
+    header declaring more voxels than the file can hold is refused before anything is allocated.
     """
-    import nibabel as nib
-
     path = Path(path)
+    img, _ = _load_nifti_header(path)
     try:
-        img = nib.load(str(path))
         array = np.asarray(img.dataobj, dtype=np.float32)
         zooms = tuple(float(z) for z in img.header.get_zooms()[: array.ndim])
     except Exception as exc:  # nibabel raises several types for broken or non-NIfTI files
@@ -136,4 +168,5 @@ def read_nifti(path: PathLike) -> Tuple[np.ndarray, Tuple[float, ...]]:
     return array, zooms
 
 
-__all__ = ["IMAGE_KEYS", "LABEL_KEYS", "read_arrays", "read_h5", "read_nifti", "read_npz", "write_h5", "write_npz"]
+__all__ = ["DEFLATE_MAX_RATIO", "IMAGE_KEYS", "LABEL_KEYS", "nifti_shape", "read_arrays", "read_h5", "read_nifti",
+           "read_npz", "write_h5", "write_npz"]

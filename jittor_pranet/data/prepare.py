@@ -23,7 +23,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from jittor_pranet.data.io import PathLike
-from jittor_pranet.data.medical_io import read_nifti, write_h5, write_npz
+from jittor_pranet.data.medical_io import nifti_shape, read_nifti, write_h5, write_npz
 from jittor_pranet.data.multiclass import (
     ACDC_CLASSES,
     DATASET_JSON,
@@ -32,7 +32,7 @@ from jittor_pranet.data.multiclass import (
     SYNAPSE_RAW_CLASSES,
 )
 from jittor_pranet.errors import UserError
-from jittor_pranet.utils.io import atomic_write_text
+from jittor_pranet.utils.io import atomic_write_text, staged_output_folder
 
 #: The 12 test volumes of the TransUNet split (``lists_Synapse/test_vol.txt``), used by every Synapse paper.
 SYNAPSE_TEST_CASES: Tuple[str, ...] = (
@@ -63,30 +63,23 @@ def _strip_nifti(name: str) -> str:
     return _NIFTI.sub("", name)
 
 
-def _header_shape(path: Path) -> Tuple[int, ...]:
-    import nibabel as nib
-
-    try:
-        return tuple(int(s) for s in nib.load(str(path)).shape)
-    except Exception as exc:  # nibabel raises several types for broken files
-        raise UserError(f"cannot read NIfTI file {path}: {exc}") from None
-
-
 def _check_pair_shapes(pairs: Sequence[Tuple[str, Path, Path]]) -> None:
-    """Compare image and label shapes from the headers before anything is written."""
+    """Compare image and label shapes from the headers before anything is written (the headers'
+    sizes are also checked against the files, see :func:`read_nifti`)."""
     for _, image_path, label_path in pairs:
-        a, b = _header_shape(image_path), _header_shape(label_path)
+        a, b = nifti_shape(image_path), nifti_shape(label_path)
         if a != b:
             raise UserError(f"{image_path.name} is {'x'.join(map(str, a))} but its label "
                             f"{label_path.name} is {'x'.join(map(str, b))}: the NIfTI pair must match")
         if len(a) != 3:
             raise UserError(f"{image_path}: expected a 3-D volume, got shape {a}")
+        if 0 in a:
+            raise UserError(f"{image_path}: an empty volume (shape {'x'.join(map(str, a))}, no voxels)")
 
 
-def _prepare_out(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"output folder {out} exists and is not empty; choose a new folder")
-    out.mkdir(parents=True, exist_ok=True)
+def staged_output(out: Path):
+    """All-or-nothing output folder (a temporary folder next to ``out``, renamed at the end)."""
+    return staged_output_folder(out, error=UserError)
 
 
 def _labels_uint8(array: np.ndarray, top: int, source: Path) -> np.ndarray:
@@ -135,40 +128,40 @@ def prepare_synapse(raw: PathLike, out: PathLike, remap: bool = False,
     out = Path(out)
     pairs = find_synapse_pairs(raw)
     _check_pair_shapes(pairs)
-    _prepare_out(out)
-    test_set = set(test_cases)
-    train_names: List[str] = []
-    test_names: List[str] = []
-    spacing: Dict[str, List[float]] = {}
-    lo, hi = CT_WINDOW
-    for case, image_path, label_path in _progress(pairs, "synapse", progress):
-        ct, zooms = read_nifti(image_path)
-        seg, _ = read_nifti(label_path)
-        image = ((np.clip(ct, lo, hi) - lo) / (hi - lo)).astype(np.float32).transpose(2, 0, 1)
-        label = _labels_uint8(seg, 13, label_path).transpose(2, 0, 1)
-        if remap:
-            label = SYNAPSE_14_TO_8[label].astype(np.uint8)
-        vox = (zooms[2], zooms[0], zooms[1])
-        spacing[case] = list(vox)
-        if case in test_set:
-            write_h5(out / "test_vol_h5" / f"{case}.npy.h5", np.ascontiguousarray(image),
-                     np.ascontiguousarray(label), spacing=vox)
-            test_names.append(case)
-        else:
-            for k in range(image.shape[0]):
-                name = f"{case}_slice{k:03d}"
-                write_npz(out / "train_npz" / f"{name}.npz", np.ascontiguousarray(image[k]),
-                          np.ascontiguousarray(label[k]))
-                train_names.append(name)
-    lists = out / "lists" / "lists_Synapse"
-    atomic_write_text(lists / "train.txt", "".join(n + "\n" for n in train_names))
-    atomic_write_text(lists / "test_vol.txt", "".join(n + "\n" for n in test_names))
-    names = SYNAPSE_CLASSES.names if remap else SYNAPSE_RAW_CLASSES.names
-    manifest = {"format": "synapse", "labels": "synapse8" if remap else "synapse14", "class_names": list(names),
-                "spacing": spacing, "ct_window": list(CT_WINDOW),
-                "cases": {"train": sorted({n.split("_slice")[0] for n in train_names}), "test": test_names},
-                "missing_test_cases": sorted(test_set - {c for c, _, _ in pairs})}
-    atomic_write_text(out / DATASET_JSON, json.dumps(manifest, indent=2) + "\n")
+    with staged_output(out) as dst:
+        test_set = set(test_cases)
+        train_names: List[str] = []
+        test_names: List[str] = []
+        spacing: Dict[str, List[float]] = {}
+        lo, hi = CT_WINDOW
+        for case, image_path, label_path in _progress(pairs, "synapse", progress):
+            ct, zooms = read_nifti(image_path)
+            seg, _ = read_nifti(label_path)
+            image = ((np.clip(ct, lo, hi) - lo) / (hi - lo)).astype(np.float32).transpose(2, 0, 1)
+            label = _labels_uint8(seg, 13, label_path).transpose(2, 0, 1)
+            if remap:
+                label = SYNAPSE_14_TO_8[label].astype(np.uint8)
+            vox = (zooms[2], zooms[0], zooms[1])
+            spacing[case] = list(vox)
+            if case in test_set:
+                write_h5(dst / "test_vol_h5" / f"{case}.npy.h5", np.ascontiguousarray(image),
+                         np.ascontiguousarray(label), spacing=vox)
+                test_names.append(case)
+            else:
+                for k in range(image.shape[0]):
+                    name = f"{case}_slice{k:03d}"
+                    write_npz(dst / "train_npz" / f"{name}.npz", np.ascontiguousarray(image[k]),
+                              np.ascontiguousarray(label[k]))
+                    train_names.append(name)
+        lists = dst / "lists" / "lists_Synapse"
+        atomic_write_text(lists / "train.txt", "".join(n + "\n" for n in train_names))
+        atomic_write_text(lists / "test_vol.txt", "".join(n + "\n" for n in test_names))
+        names = SYNAPSE_CLASSES.names if remap else SYNAPSE_RAW_CLASSES.names
+        manifest = {"format": "synapse", "labels": "synapse8" if remap else "synapse14", "class_names": list(names),
+                    "spacing": spacing, "ct_window": list(CT_WINDOW),
+                    "cases": {"train": sorted({n.split("_slice")[0] for n in train_names}), "test": test_names},
+                    "missing_test_cases": sorted(test_set - {c for c, _, _ in pairs})}
+        atomic_write_text(dst / DATASET_JSON, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -211,34 +204,34 @@ def prepare_acdc(raw: PathLike, out: PathLike, split: str = "cascade", progress:
             role[name] = "train"
         else:
             skipped.append(name)
-    _prepare_out(out)
-    lists: Dict[str, List[str]] = {"train": [], "val": [], "test": []}
-    spacing: Dict[str, List[float]] = {}
-    for name, image_path, label_path in _progress([p for p in pairs if p[0] in role], "acdc", progress):
-        mri, zooms = read_nifti(image_path)
-        seg, _ = read_nifti(label_path)
-        lo, hi = float(mri.min()), float(mri.max())
-        image = ((mri - lo) / (hi - lo) if hi > lo else np.zeros_like(mri)).astype(np.float32).transpose(2, 1, 0)
-        label = _labels_uint8(seg, 3, label_path).transpose(2, 1, 0)
-        vox = (zooms[2], zooms[1], zooms[0])
-        spacing[name] = list(vox)
-        if role[name] == "train":
-            for k in range(image.shape[0]):
-                write_h5(out / "data" / "slices" / f"{name}_slice_{k}.h5", np.ascontiguousarray(image[k]),
-                         np.ascontiguousarray(label[k]), compression="gzip")
-                lists["train"].append(f"{name}_slice_{k}")
-        else:
-            write_h5(out / "data" / f"{name}.h5", np.ascontiguousarray(image), np.ascontiguousarray(label),
-                     spacing=vox, compression="gzip")
-            lists[role[name]].append(name)
-    for key, file_name in (("train", "train_slices.list"), ("val", "val.list"), ("test", "test.list")):
-        atomic_write_text(out / file_name, "".join(n + "\n" for n in lists[key]))
-    manifest = {"format": "acdc_h5", "labels": "acdc", "class_names": list(ACDC_CLASSES.names), "split": split,
-                "spacing": spacing, "normalisation": "per-volume min-max to [0, 1]",
-                "volumes": {k: (sorted({n.rsplit('_slice_', 1)[0] for n in v}) if k == "train" else v)
-                            for k, v in lists.items()},
-                "skipped": skipped}
-    atomic_write_text(out / DATASET_JSON, json.dumps(manifest, indent=2) + "\n")
+    with staged_output(out) as dst:
+        lists: Dict[str, List[str]] = {"train": [], "val": [], "test": []}
+        spacing: Dict[str, List[float]] = {}
+        for name, image_path, label_path in _progress([p for p in pairs if p[0] in role], "acdc", progress):
+            mri, zooms = read_nifti(image_path)
+            seg, _ = read_nifti(label_path)
+            lo, hi = float(mri.min()), float(mri.max())
+            image = ((mri - lo) / (hi - lo) if hi > lo else np.zeros_like(mri)).astype(np.float32).transpose(2, 1, 0)
+            label = _labels_uint8(seg, 3, label_path).transpose(2, 1, 0)
+            vox = (zooms[2], zooms[1], zooms[0])
+            spacing[name] = list(vox)
+            if role[name] == "train":
+                for k in range(image.shape[0]):
+                    write_h5(dst / "data" / "slices" / f"{name}_slice_{k}.h5", np.ascontiguousarray(image[k]),
+                             np.ascontiguousarray(label[k]), compression="gzip")
+                    lists["train"].append(f"{name}_slice_{k}")
+            else:
+                write_h5(dst / "data" / f"{name}.h5", np.ascontiguousarray(image), np.ascontiguousarray(label),
+                         spacing=vox, compression="gzip")
+                lists[role[name]].append(name)
+        for key, file_name in (("train", "train_slices.list"), ("val", "val.list"), ("test", "test.list")):
+            atomic_write_text(dst / file_name, "".join(n + "\n" for n in lists[key]))
+        manifest = {"format": "acdc_h5", "labels": "acdc", "class_names": list(ACDC_CLASSES.names), "split": split,
+                    "spacing": spacing, "normalisation": "per-volume min-max to [0, 1]",
+                    "volumes": {k: (sorted({n.rsplit('_slice_', 1)[0] for n in v}) if k == "train" else v)
+                                for k, v in lists.items()},
+                    "skipped": skipped}
+        atomic_write_text(dst / DATASET_JSON, json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

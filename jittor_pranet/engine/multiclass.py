@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -183,11 +183,28 @@ class MultiClassTrainer(Trainer):
         meta["preprocessing"] = training_preprocessing(self.data)
         return meta
 
+    def train_sizes(self) -> List[int]:
+        return [self.train_size]  # one scale, as the official recipe
+
+    def batch_losses(self, images: np.ndarray, labels: np.ndarray) -> Iterator[Tuple[int, "jt.Var"]]:
+        x = jt.array(as_model_input(images, self.cfg["model"]["name"]))
+        yield self.train_size, self.loss_fn(self.model(x), jt.array(labels))
+
+    def validation_warmup_input(self) -> Optional[np.ndarray]:
+        """A batch of validation-size slices, as :meth:`validate` feeds the model."""
+        if not self.val_pairs:
+            return None
+        return np.zeros((8, self.data.channels, self.val_size, self.val_size), np.float32)
+
+    def validation_logits(self, images: np.ndarray) -> np.ndarray:
+        from ..models.registry import model_info
+
+        name = self.cfg["model"]["name"]
+        return logits_function(self.model, name, model_info(name).validation_rule)(images)
+
     def train_batch(self, images: np.ndarray, labels: np.ndarray) -> Dict[int, float]:
         """One update on the batch at the training size; returns {size: loss}."""
-        x = jt.array(as_model_input(images, self.cfg["model"]["name"]))
-        y = jt.array(labels)
-        loss = self.loss_fn(self.model(x), y)
+        _, loss = next(self.batch_losses(images, labels))
         self.optimizer.step(loss)
         jt.sync(self.buffers + [loss])  # materialise BatchNorm statistics (see Trainer.train_batch)
         value = float(loss.item())

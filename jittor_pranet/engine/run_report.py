@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import yaml
 
 from jittor_pranet.errors import UserError
 
@@ -44,9 +43,10 @@ def provenance_header(cfg: Dict[str, Any]) -> str:
 
 def save_run_config(cfg: Dict[str, Any], path: Path) -> None:
     """The resolved config, atomically, below the provenance comment lines."""
+    from jittor_pranet.config import dump_yaml
     from jittor_pranet.utils.io import atomic_write_text
 
-    atomic_write_text(path, provenance_header(cfg) + yaml.safe_dump(cfg, sort_keys=False))
+    atomic_write_text(path, provenance_header(cfg) + dump_yaml(cfg))
 
 
 def read_provenance(config_path: Path) -> Dict[str, Optional[str]]:

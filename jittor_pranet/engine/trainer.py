@@ -18,7 +18,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -66,6 +66,9 @@ class Trainer:
         # BatchNorm running statistics: materialised after every update (see train_batch)
         self.buffers = [v for n, v in self.model.named_parameters() if n.endswith(("running_mean", "running_var"))]
         self.optimizer = self._build_optimizer()
+        # Materialise the initial state: a lazily initialised tensor fused into the first step's graph
+        # rounds differently from the same values held in memory (as after a warm-up or a resume).
+        jt.sync([p for _, p in self.model.named_parameters()] + self.optimizer.exp_avg + self.optimizer.exp_avg_sq)
         if prepare_run_dir is not None:  # created only once data and model are known to be good
             prepare_run_dir()
         if resume:
@@ -221,17 +224,25 @@ class Trainer:
         t = self.cfg["train"]
         return float(t["lr"]) * float(t["lr_decay_rate"]) ** ((epoch + 1) // int(t["lr_decay_every"]))
 
-    def train_batch(self, images: np.ndarray, masks: np.ndarray) -> Dict[str, float]:
-        """One official batch: an update per multi-scale rate. Returns the losses by size."""
+    def train_sizes(self) -> List[int]:
+        """Network input side of each update of a batch (the multi-scale sizes)."""
+        return list(scale_sizes(self.train_size, self.cfg["train"]["multi_scale"]))
+
+    def batch_losses(self, images: np.ndarray, masks: np.ndarray) -> Iterator[Tuple[int, "jt.Var"]]:
+        """(size, loss) of each update of one batch; the next forward is built only after the
+        caller has updated the model with the previous loss (as the official loop does)."""
         from ..losses import select_loss
 
-        t = self.cfg["train"]
         x, y = jt.array(images), jt.array(masks)
         loss_fn = select_loss(model_info(self.cfg["model"]["name"]))
-        losses = {}
-        for size in scale_sizes(self.train_size, t["multi_scale"]):
+        for size in self.train_sizes():
             xs, ys = rescale_batch(x, y, size)
-            loss = loss_fn(self.model(xs), ys)
+            yield size, loss_fn(self.model(xs), ys)
+
+    def train_batch(self, images: np.ndarray, masks: np.ndarray) -> Dict[int, float]:
+        """One official batch: an update per multi-scale rate. Returns the losses by size."""
+        losses = {}
+        for size, loss in self.batch_losses(images, masks):
             self.optimizer.step(loss)
             # Evaluate the running-stat updates now: left lazy they would be fused into the next
             # step's graph and round differently from a run resumed from saved values.
@@ -246,19 +257,105 @@ class Trainer:
             losses[size] = value
         return losses
 
+    # ------------------------------------------------------------------ warm-up
+    def warmup_batch_sizes(self) -> List[int]:
+        """Batch sizes the loop will see: the full batch, and the smaller last batch of an epoch
+        (one process only: with MPI ranks the loader pads the last batch to full size)."""
+        full = int(self.loader.batch_size)
+        sizes = [full]
+        if self.loader.world_size == 1 and not self.loader.drop_last:
+            rest = len(self.loader.dataset) % full
+            if rest:
+                sizes.append(rest)
+        return sizes
+
+    def validation_warmup_input(self) -> Optional[np.ndarray]:
+        """One validation batch (eval mode, ``val_size``), or None without validation images."""
+        if not self.val_pairs:
+            return None
+        n = min(8, len(self.val_set))
+        return np.stack([self.val_set[i]["image"] for i in range(n)])
+
+    def warm_up(self) -> float:
+        """Compile Jittor's kernels before the first step; returns the seconds it took.
+
+        Jittor compiles a kernel the first time it meets an operator / shape, and on a cold cache
+        that takes minutes (88 kernels, 79 s for one PVTv2-b0 forward+backward at 96 px on 2
+        cores), which would otherwise be charged to the first epoch and to ``train.time_limit_min``.
+        One forward+backward per training input shape (every multi-scale size, full and last
+        batch), one optimizer update applied to throw-away copies of the parameters, and one
+        validation forward. Nothing of the run changes: the parameters and optimizer state are not
+        touched, BatchNorm running statistics are restored, and the global random streams are
+        restored (the loop reseeds Jittor's before every step anyway)."""
+        import random
+
+        start = time.time()
+        sample = self.loader.dataset.get(0)  # no rng: never augmented, no random stream used
+        batches = self.warmup_batch_sizes()
+        val_input = self.validation_warmup_input()
+        passes = len(batches) * len(self.train_sizes()) + (val_input is not None)
+        sizes = ", ".join(f"{s} px" for s in self.train_sizes())
+        self.log(f"compiling kernels (first run only): {passes} warm-up passes (training sizes {sizes}; "
+                 f"batch {' and '.join(map(str, batches))}); nothing is trained")
+        saved_buffers = [b.numpy().copy() for b in self.buffers]
+        np_state, py_state = np.random.get_state(), random.getstate()
+        scratch_params = [jt.array(p.numpy()).stop_grad() for p in self.optimizer.params]
+        opt = self.optimizer
+        scratch = type(opt)(scratch_params, lr=opt.lr, betas=opt.betas, eps=opt.eps,
+                            weight_decay=opt.weight_decay, clip_value=opt.clip_value)
+        bar = _progress(passes, "compiling kernels (first run only)", self.progress)
+        try:
+            for n in batches:
+                images = np.stack([sample["image"]] * n)
+                masks = np.stack([sample["mask"]] * n)
+                for _, loss in self.batch_losses(images, masks):
+                    grads = opt.compute_grads(loss)
+                    scratch.apply(grads)  # the update kernels, on copies
+                    jt.sync(self.buffers + [loss])
+                    if bar is not None:
+                        bar.update(1)
+            if val_input is not None:
+                self.model.eval()
+                try:
+                    self.validation_logits(val_input)
+                finally:
+                    self.model.train()
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+            for buf, arr in zip(self.buffers, saved_buffers):
+                buf.assign(jt.array(arr))
+            jt.sync(self.buffers)
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+            del scratch, scratch_params
+        seconds = time.time() - start
+        self.log(f"kernels ready: warm-up took {seconds:.1f} s")
+        return seconds
+
     def fit(self) -> Dict[str, Any]:
         t = self.cfg["train"]
         epochs = int(t["epochs"])
         max_steps = t.get("max_steps")
-        deadline = time.time() + 60 * float(t["time_limit_min"]) if t.get("time_limit_min") else None
         ckpt_every = int(t["checkpoint_every"] or 0)
         self.model.train()
         stop = bool(max_steps and self.step >= int(max_steps))
+        warnings: List[str] = []
+        warmup_s, time_up = 0.0, False
         if stop:
             self.log(f"nothing to do: the run already made train.max_steps={max_steps} steps "
                      "(raise it with a train.max_steps=N override to continue)")
         elif self.epoch >= epochs:
             self.log(f"nothing to do: the run already completed train.epochs={epochs} epochs")
+        elif t.get("warmup", True):
+            warmup_s = self.warm_up()
+        # a safety net, not the budget (the budget is train.epochs / train.max_steps): it starts after
+        # the warm-up and, when it stops a run, says so loudly (here and in the result)
+        limit_min = t.get("time_limit_min")
+        train_start = time.time()
+        deadline = train_start + 60 * float(limit_min) if limit_min else None
         while self.epoch < epochs and not stop:
             self.optimizer.lr = self._lr_for_epoch(self.epoch)
             self.loader.set_epoch(self.epoch)
@@ -281,16 +378,26 @@ class Trainer:
                     bar.update(1)
                 if ckpt_every and self.step % ckpt_every == 0:
                     self.save(LAST)
-                if (max_steps and self.step >= int(max_steps)) or (deadline and time.time() > deadline):
+                if max_steps and self.step >= int(max_steps):
                     stop = True
+                    break
+                if deadline and time.time() > deadline:
+                    stop = time_up = True
                     break
             if bar is not None:
                 bar.close()
             completed = self.loader.state_dict()["position"] == 0  # the loader moved on to the next epoch
             if completed:
                 self.epoch += 1
-            else:
-                self.log(f"stopping early at step {self.step} (train.max_steps or train.time_limit_min reached)")
+            if time_up and self.epoch < epochs:
+                warnings.append(
+                    f"WARNING: train.time_limit_min={float(limit_min):g} reached after {self.epoch} of {epochs} "
+                    f"epochs (step {self.step}): training was CUT SHORT, so the model and its metrics are below "
+                    "what the full run gives; rerun with a larger train.time_limit_min (or "
+                    "train.time_limit_min=null)")
+                self.log(warnings[-1])
+            elif not completed:
+                self.log(f"stopping early at step {self.step} (train.max_steps reached)")
             record = {"epoch": self.epoch, "step": self.step, "lr": self.optimizer.lr,
                       "train_loss": loss_sum / max(n_batches, 1), "images_per_s": n_images / max(time.time() - start, 1e-9),
                       "epoch_time_s": time.time() - start}
@@ -305,7 +412,9 @@ class Trainer:
             self.save(LAST)
             self.write_records()
         return {"epochs": self.epoch, "steps": self.step,
-                "best_val_mDice": self.best_score if self.best_score >= 0 else None, "history": self.history}
+                "best_val_mDice": self.best_score if self.best_score >= 0 else None, "history": self.history,
+                "warmup_s": warmup_s, "train_s": time.time() - train_start,
+                "time_limit_reached": bool(warnings), "warnings": warnings}
 
     def _log_step(self, losses: Dict[int, float], seconds: float) -> None:
         """One line per optimizer batch in ``steps.csv`` (rank 0): a short run shows its loss falling.
@@ -323,10 +432,17 @@ class Trainer:
                 f.write(f"{self.step},{self.epoch + 1},{self.optimizer.lr:.6g},{size},{value:.6f},{seconds:.3f}\n")
 
     # ------------------------------------------------------------------ validation & records
+    def validation_logits(self, images: np.ndarray) -> np.ndarray:
+        """Logits of the validation rule for one batch (the model is in eval mode)."""
+        from ..models import prediction_logits
+
+        rule = model_info(self.cfg["model"]["name"]).validation_rule
+        with jt.no_grad():
+            return prediction_logits(self.model, self.model(jt.array(images)), rule).numpy()
+
     def validate(self) -> Dict[str, float]:
         from ..interp import probabilities
         from ..metrics.binary import Dice, IoU
-        from ..models import prediction_logits
         from .predictor import to_uint8_map
 
         self.model.eval()
@@ -336,9 +452,7 @@ class Trainer:
         with jt.no_grad():
             for i in range(0, len(self.val_set), 8):
                 items = [self.val_set[j] for j in range(i, min(i + 8, len(self.val_set)))]
-                x = jt.array(np.stack([it["image"] for it in items]))
-                rule = model_info(self.cfg["model"]["name"]).validation_rule
-                logits = prediction_logits(self.model, self.model(x), rule).numpy()
+                logits = self.validation_logits(np.stack([it["image"] for it in items]))
                 for j in range(len(items)):
                     gt = read_mask(self.val_pairs[i + j][1], int(self.cfg["data"]["mask_threshold"]))
                     pred = to_uint8_map(probabilities(logits[j], gt.shape)[0])  # the official protocol

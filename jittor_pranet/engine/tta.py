@@ -28,6 +28,8 @@ from .predictor import Predictor, Size
 
 TTA_MODES = ("flip", "scales")
 DEFAULT_SCALES = (0.75, 1.0, 1.25)
+#: largest TTA scale: 4x the side is 16x the pixels and memory of a forward pass
+MAX_SCALE = 4.0
 #: (flip rows, flip columns) of each mirror view, identity first
 FLIPS = ((False, False), (False, True), (True, False), (True, True))
 _NO_FLIP = ((False, False),)
@@ -54,7 +56,7 @@ def parse_modes(values: Union[None, str, Iterable[str]]) -> Tuple[str, ...]:
 
 
 def parse_scales(text: Union[str, Sequence[float]]) -> Tuple[float, ...]:
-    """``"0.75,1,1.25"`` -> (0.75, 1.0, 1.25); every scale must be a finite number > 0."""
+    """``"0.75,1,1.25"`` -> (0.75, 1.0, 1.25); every scale must be a number in (0, MAX_SCALE]."""
     items = text.split(",") if isinstance(text, str) else list(text)
     scales = []
     for item in items:
@@ -64,8 +66,8 @@ def parse_scales(text: Union[str, Sequence[float]]) -> Tuple[float, ...]:
             value = float(item)
         except (TypeError, ValueError):
             raise UserError(f"--tta-scales: {item!r} is not a number (expected e.g. 0.75,1,1.25)") from None
-        if not math.isfinite(value) or value <= 0:
-            raise UserError(f"--tta-scales: every scale must be a positive number, not {item!r}")
+        if not math.isfinite(value) or not 0 < value <= MAX_SCALE:
+            raise UserError(f"--tta-scales: every scale must be a number > 0 and <= {MAX_SCALE:g}, not {item!r}")
         scales.append(value)
     if not scales:
         raise UserError("--tta-scales is empty (expected e.g. 0.75,1,1.25)")
@@ -79,6 +81,7 @@ def scale_sizes(size: int, scales: Sequence[float]) -> Tuple[int, ...]:
     view twice), are UserErrors naming the scales involved."""
     sizes: List[int] = []
     for scale in scales:
+        parse_scales([scale])  # the same bounds: a huge scale would overflow or exhaust memory
         side = int(round(size * scale / 32.0)) * 32
         if side < 32:
             raise UserError(f"--tta-scales: {scale:g} x {size} px rounds to {side} px; the smallest input is 32 px")

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, List, Mapping, Tuple, Union
+from typing import BinaryIO, Callable, Iterator, List, Mapping, Tuple, Union
 
 import numpy as np
 
@@ -143,4 +144,41 @@ def atomic_imwrite(path: PathLike, array: np.ndarray) -> Path:
     return atomic_write_bytes(path, buf.tobytes())
 
 
-__all__ = ["can_create_in", "atomic_imwrite", "atomic_write_to", "atomic_write_bytes", "atomic_write_many", "atomic_write_text", "atomic_write_with"]
+__all__ = ["can_create_in", "atomic_imwrite", "atomic_write_to", "atomic_write_bytes", "atomic_write_many", "atomic_write_text", "atomic_write_with",
+           "staged_output_folder"]
+
+
+@contextmanager
+def staged_output_folder(out: PathLike, error=None) -> Iterator[Path]:
+    """Build a new output folder all-or-nothing: yields a temporary folder next to ``out`` (same file
+    system), renamed to ``out`` when the block succeeds and removed when it fails.
+
+    ``out`` must be absent or an empty folder; it is never touched before the rename, so a failure
+    leaves it (and anything that was there before) exactly as it was, and parent folders this call
+    had to create are removed again. ``error(message)`` builds the exception for a refused ``out``
+    (default ``FileExistsError``)."""
+    out = Path(out)
+    make = error or FileExistsError
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise make(f"output folder {out} exists and is not empty; choose a new folder")
+    created: List[Path] = []
+    parent = out.parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes it 0700; the result is an ordinary folder
+    try:
+        yield stage
+        os.replace(stage, out)  # an empty ``out`` folder is replaced as well
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in created:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
