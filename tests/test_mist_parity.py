@@ -328,13 +328,14 @@ def test_full_model_keys_are_official():
 def test_full_model_parity_with_the_maxxvit_encoder():
     """Jittor ``MISTNet`` vs the twin on the real encoders (skipped until both are there): the Jittor
     model's own initial weights copied to the twin (float64), grayscale 256 x 256 input, eval mode,
-    every encoder map, decoder block, head and output within 5e-5 (measured 3.5e-6); its keys and shapes
+    every encoder map, decoder block, head and output within 5e-5 (measured 3.0e-6 at seed 0; 3.3e-6 to 4.1e-6 unseeded); its keys and shapes
     are the official ones, in order."""
     from jittor_pranet.models.catalog import encoder_family
 
     if encoder_family(ENCODER) is None:
         pytest.skip(f"encoder {ENCODER} is not registered yet")
     pytest.importorskip("jittor_pranet.reference.torch_maxvit", reason="the PyTorch MaxxViT is not there yet")
+    jt.set_global_seed(0)  # the Jittor model's initial weights (numpy's generator) are the ones compared
     jm = jmist.MISTNet(num_classes=4, dual=True)
     assert [(k, tuple(v.shape)) for k, v in jm.state_dict().items()] == _official("mist_dsra", num_classes=4)
     with pytest.raises(UserError, match="256x256"):
