@@ -16,7 +16,7 @@ from jittor_pranet import checkpoint as ck
 nib = pytest.importorskip("nibabel")
 
 SMALL = "maxxvit_rmlp_nano_rw_256"
-MODELS = ["merit_cascaded_dsra"]
+MODELS = ["mist_dsra", "merit_cascaded_dsra"]
 
 
 def _tiny(name):

@@ -24,6 +24,7 @@ from typing import Dict
 
 from ..errors import UserError
 from ..ops import BatchNorm2d, Conv2d, jt, resize_bilinear
+from .catalog import MIST_DUAL_OUTPUTS, MIST_OUTPUTS
 from .decoders.dsra import GAIN_MODES
 from .decoders.mist import MISTDecoder
 from .encoders import build_encoder
@@ -31,8 +32,7 @@ from .weight_init import init_mist_
 
 from jittor import nn
 
-OUTPUTS = ("p11", "p12", "p13", "p14")
-DUAL_OUTPUTS = OUTPUTS + ("p11_bg", "p12_bg", "p13_bg", "p14_bg")
+OUTPUTS, DUAL_OUTPUTS = MIST_OUTPUTS, MIST_DUAL_OUTPUTS
 
 
 class MISTNet(nn.Module):
@@ -42,14 +42,15 @@ class MISTNet(nn.Module):
     encoder_attr = "backbone1"
 
     def __init__(self, num_classes: int = 9, encoder: str = "maxxvit_rmlp_small_rw_256", dual: bool = False,
-                 gain: str = "softmax", img_size: int = 256):
+                 gain: str = "softmax", img_size: int = 256, drop_path_rate: float = 0.0):
         if num_classes < 1:
             raise ValueError("num_classes must be >= 1")
         if gain not in GAIN_MODES:
             raise ValueError(f"unknown DSRA gain {gain!r}; choose one of {GAIN_MODES}")
         self.num_classes, self.dual, self.encoder_name, self.img_size = num_classes, dual, encoder, img_size
         self.conv = nn.Sequential(Conv2d(1, 3, 1), BatchNorm2d(3), nn.ReLU())
-        self.backbone1 = build_encoder(encoder, img_size=img_size)
+        # drop_path_rate: stochastic depth in the encoder (the official model uses 0)
+        self.backbone1 = build_encoder(encoder, img_size=img_size, drop_path_rate=drop_path_rate)
         channels = tuple(self.backbone1.out_channels)
         self.decoder = MISTDecoder(channels, dual=dual, num_classes=num_classes, gain=gain)
         for k, c in zip((1, 2, 3, 4), reversed(channels)):

@@ -1,6 +1,7 @@
 """The registered constructors (facts about each model live in :mod:`.registry`)."""
 from .emcad import EMCADNet
 from .merit import MERITNet
+from .mist import MISTNet
 from .pranet import PraNetV1, PraNetV2
 from .registry import register_model
 
@@ -39,6 +40,18 @@ def emcad_b2(num_classes: int = 9, encoder: str = "pvt_v2_b2", **kw) -> EMCADNet
 def emcad_b2_dsra(num_classes: int = 9, encoder: str = "pvt_v2_b2", **kw) -> EMCADNet:
     """EMCAD-B2 with PraNet-V2's DSRA fg/bg heads per stage (official ``EMCADNet(dual=True)``)."""
     return EMCADNet(num_classes=num_classes, encoder=encoder, dual=True, **kw)
+
+
+@register_model
+def mist(num_classes: int = 9, encoder: str = "maxxvit_rmlp_small_rw_256", **kw) -> MISTNet:
+    """MIST: MaxxViT encoder and the CAM attention decoder (official ``MIST_CAM``)."""
+    return MISTNet(num_classes=num_classes, encoder=encoder, dual=False, **kw)
+
+
+@register_model
+def mist_dsra(num_classes: int = 9, encoder: str = "maxxvit_rmlp_small_rw_256", **kw) -> MISTNet:
+    """MIST with PraNet-V2's DSRA fg/bg heads per decoder stage (official ``MIST_CAM(dual=True)``)."""
+    return MISTNet(num_classes=num_classes, encoder=encoder, dual=True, **kw)
 
 
 @register_model

@@ -153,6 +153,22 @@ def _official_softmax_gain(spec) -> bool:
     return gain == "softmax"
 
 
+def _mist(spec, dual: bool) -> Dict[str, Any]:
+    gain = spec.gain or "softmax"
+    if gain != "softmax":
+        raise UserError(f"the PyTorch reference (the official MIST_CAM) has no DSRA gain {gain!r}, only softmax")
+    return {"num_classes": spec.num_classes, "encoder": _maxvit_encoder(spec, "maxxvit_rmlp_small_rw_256"),
+            "dual": dual}
+
+
+def mist(spec) -> Dict[str, Any]:
+    return _mist(spec, False)
+
+
+def mist_dsra(spec) -> Dict[str, Any]:
+    return _mist(spec, True)
+
+
 def _merit(spec, dual: bool) -> Dict[str, Any]:
     from ..models.catalog import MERIT_SECOND_ENCODER
 
