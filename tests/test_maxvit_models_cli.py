@@ -83,3 +83,43 @@ def test_train_test_predict_small_encoder(name, organs, tmp_path, capsys):
                             "--tta", "scales"], capsys)
     assert code == 2 and "use --tta flip" in err and "Traceback" not in err
     assert sum(line.startswith("error:") for line in err.splitlines()) == 1
+
+
+def test_convert_official_layout_and_timm_imagenet_files(tmp_path, capsys):
+    """An official-layout state_dict (the twin's keys, num_batches_tracked included) converts strictly;
+    timm ImageNet files (with their classifier head) load into backbone1 and backbone2."""
+    torch = pytest.importorskip("torch")
+    from jittor_pranet.reference.torch_maxvit import build_torch_maxvit
+    from jittor_pranet.reference.twins import build_twin
+
+    twin = build_twin("merit_cascaded_dsra", num_classes=4, encoder=SMALL)
+    src = tmp_path / "merit_official.pth"
+    torch.save(twin.state_dict(), src)
+    code, out, err = run_cli(["convert", "--model", "merit_cascaded_dsra", "--num-classes", "4", "--encoder", SMALL,
+                              src, tmp_path / "merit.pkl"], capsys)
+    assert code == 0, err
+    got = ck.read_state_dict(tmp_path / "merit.pkl").state_dict
+    want = {k: v.numpy() for k, v in twin.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert list(got) == list(want) and all(np.array_equal(got[k], want[k]) for k in want)
+
+    files = []
+    for name in (SMALL, "maxvit_rmlp_nano_rw_256"):
+        enc = build_torch_maxvit(name)
+        sd = dict(enc.state_dict())
+        sd["head.fc.weight"], sd["head.fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)
+        path = tmp_path / f"{name}_imagenet.pth"
+        torch.save(sd, path)
+        files.append((path, {k: v.numpy() for k, v in enc.state_dict().items()
+                             if not k.endswith("num_batches_tracked")}))
+    code, out, err = run_cli(["convert", "--model", "merit_cascaded", "--num-classes", "4", "--encoder", SMALL,
+                              "--backbone-only", files[0][0], "--backbone2", files[1][0], tmp_path / "init.pkl"],
+                             capsys)
+    assert code == 0, err
+    assert out.count("ignored 2 encoder-file keys") == 2 and "head.fc.weight" in out
+    got = ck.read_state_dict(tmp_path / "init.pkl").state_dict
+    for (_, enc_sd), prefix in zip(files, ("backbone1.", "backbone2.")):
+        assert all(np.array_equal(got[prefix + k], v) for k, v in enc_sd.items())
+    # --backbone2 needs a model with a second encoder
+    code, _, err = run_cli(["convert", "--model", "mist", "--encoder", SMALL, "--backbone-only", files[0][0],
+                            "--backbone2", files[1][0], tmp_path / "x.pkl"], capsys)
+    assert code == 2 and "second encoder" in err and not (tmp_path / "x.pkl").exists()
