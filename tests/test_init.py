@@ -23,7 +23,7 @@ from jittor_pranet.models import build_model, list_models, model_info
 from jittor_pranet.ops import jt
 
 #: encoders small enough for the suite where size does not matter (the rule is per layer)
-SMALL_ENCODER = {"pvt": "pvt_v2_b0"}
+SMALL_ENCODER = {"pvt": "pvt_v2_b0", "maxvit": "maxxvit_rmlp_tiny_rw_256"}
 #: model families whose initialisation comes from elsewhere (timm's, for the MaxViT models)
 NOT_COVERED = {}
 
@@ -57,7 +57,7 @@ def expected_rules(model, name):
     """``{state_dict key: rule}`` with rule ("const", value) | ("normal", std) | ("trunc", std) |
     ("uniform", bound): the official initialisation of every tensor of ``model``."""
     info = model_info(name)
-    enc_attr = "resnet" if name == "pranet_v1_res2net" else "backbone"
+    enc_attrs = tuple(a for a in (info.encoder_attr, info.encoder2_attr) if a)
     enc_family = info.encoder_family
     rules = {}
     for mname, m in model.named_modules():
@@ -65,7 +65,19 @@ def expected_rules(model, name):
         if not own:
             continue
         p = f"{mname}." if mname else ""
-        in_encoder = mname == enc_attr or mname.startswith(enc_attr + ".")
+        in_encoder = any(mname == a or mname.startswith(a + ".") for a in enc_attrs)
+        if in_encoder and enc_family == "maxvit":
+            rules.update(_maxvit_rules(m, mname, p, own))
+            continue
+        if "in_proj_weight" in own:  # nn.MultiheadAttention (MIST's decoder) resets its own parameters
+            fan_out, fan = m.in_proj_weight.shape
+            rules[p + "in_proj_weight"] = ("uniform", math.sqrt(6.0 / (fan + fan_out)))
+            rules[p + "in_proj_bias"] = ("const", 0.0)
+            rules[p + "out_proj.weight"] = _pytorch_default(m.out_proj)
+            rules[p + "out_proj.bias"] = ("const", 0.0)
+            continue
+        if mname.endswith(".out_proj") and f"{mname[:-len('out_proj')]}in_proj_weight" in rules:
+            continue
         in_emcad_block = info.family == "emcad" and mname.startswith("decoder.") and \
             not mname.startswith("decoder.ConvBlock")
         if _is_norm(m):
@@ -95,6 +107,39 @@ def expected_rules(model, name):
         rules[p + "weight"] = w
         if has_bias:
             rules[p + "bias"] = b
+    return rules
+
+
+def _maxvit_rules(m, mname, p, own):
+    """timm's MaxViT scheme (vit_eff: attention Linear xavier_uniform, MLP biases normal 1e-6, other
+    biases 0; convolutions normal sqrt(2 / fan_out); 'normal': everything 0.02), LayerScale 1e-6."""
+    from jittor_pranet.models.encoders.maxvit_specs import MAXVIT_SPECS
+
+    if _is_norm(m):
+        out = {p + "weight": ("const", 1.0), p + "bias": ("const", 0.0)}
+        if "running_mean" in own:
+            out.update({p + "running_mean": ("const", 0.0), p + "running_var": ("const", 1.0)})
+        return out
+    if "gamma" in own:
+        return {p + "gamma": ("const", np.float32(1e-6))}
+    assert _conv_or_linear(m), (mname, type(m))
+    encoder = mname.split(".")[0]
+    scheme = MAXVIT_SPECS[SMALL_ENCODER["maxvit"] if encoder == "backbone1"
+                          else "maxvit_rmlp_tiny_rw_256"].init
+    has_bias = getattr(m, "bias", None) is not None
+    if scheme == "normal":
+        w, b = ("normal", 0.02), ("const", 0.0)
+    elif ".attn_block." in mname or ".attn_grid." in mname:
+        fan_out, fan = m.weight.shape[0], int(np.prod(m.weight.shape[1:]))
+        w = ("uniform", math.sqrt(6.0 / (fan + fan_out)))
+        inner = mname.split(".attn_block.")[-1].split(".attn_grid.")[-1]
+        b = ("normal", 1e-6) if "mlp" in inner else ("const", 0.0)
+    else:
+        out_ch, _, kh, kw = m.weight.shape
+        w, b = ("normal", math.sqrt(2.0 / (kh * kw * out_ch // m.groups))), ("const", 0.0)
+    rules = {p + "weight": w}
+    if has_bias:
+        rules[p + "bias"] = b
     return rules
 
 
