@@ -123,3 +123,25 @@ def test_convert_official_layout_and_timm_imagenet_files(tmp_path, capsys):
     code, _, err = run_cli(["convert", "--model", "mist", "--encoder", SMALL, "--backbone-only", files[0][0],
                             "--backbone2", files[1][0], tmp_path / "x.pkl"], capsys)
     assert code == 2 and "second encoder" in err and not (tmp_path / "x.pkl").exists()
+
+
+def test_onnx_export_of_a_fixed_size_model(tmp_path):
+    """MIST + DSRA (small encoder) exports through its twin and matches Jittor in onnxruntime; the
+    spatial size stays fixed (only the batch is dynamic). Its dilated convolutions need explicit
+    padding: onnxruntime refuses dilation with auto 'SAME' padding."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    from jittor_pranet.checkpoint import save_checkpoint
+    from jittor_pranet.export import export_onnx
+    from jittor_pranet.reference import torch_models as tm
+    from jittor_pranet.reference.twins import build_twin
+
+    twin = tm.randomize_(build_twin("mist_dsra", num_classes=4, encoder=SMALL), 0)
+    ckpt = tmp_path / "mist.pkl"
+    save_checkpoint(tm.state_dict_numpy(twin), ckpt, meta={"model": "mist_dsra", "num_classes": 4, "encoder": SMALL})
+    report = export_onnx(ckpt, tmp_path / "mist.onnx", size=256, batch=2, log=lambda line: None)
+    assert report.passed and report.worst <= 1e-4 and len(report.rows) >= 8
+    assert {r.input_shape[1:] for r in report.rows} == {(1, 256, 256)}
+    dims = [d.dim_param or d.dim_value for d in onnx.load(str(tmp_path / "mist.onnx")).graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 1, 256, 256]

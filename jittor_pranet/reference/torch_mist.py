@@ -46,7 +46,7 @@ def _ln(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
 class Attention(nn.Module):
     def __init__(self, channels: int, num_heads: int):
         super().__init__()
-        self.conv_q = nn.Conv2d(channels, channels, 3, 1, "same", groups=channels)
+        self.conv_q = nn.Conv2d(channels, channels, 3, 1, 1, groups=channels)
         self.layernorm_q = nn.LayerNorm(channels, eps=1e-5)
         self.conv_k = nn.Conv2d(channels, channels, 3, 1, 1, groups=channels)
         self.layernorm_k = nn.LayerNorm(channels, eps=1e-5)
@@ -66,10 +66,10 @@ class Attention(nn.Module):
 class Dilated_Conv(nn.Module):
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, 1, padding="same")
-        self.conv2 = nn.Conv2d(cin, cout, 3, 1, padding="same", dilation=2)
-        self.conv3 = nn.Conv2d(cin, cout, 3, 1, padding="same", dilation=3)
-        self.conv4 = nn.Conv2d(cin, cout, 3, 1, padding="same")
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1, padding=1)
+        self.conv2 = nn.Conv2d(cin, cout, 3, 1, padding=2, dilation=2)
+        self.conv3 = nn.Conv2d(cin, cout, 3, 1, padding=3, dilation=3)
+        self.conv4 = nn.Conv2d(cin, cout, 3, 1, padding=1)
 
     def _branch(self, conv, x):
         return F.dropout(F.gelu(conv(x)), WIDE_FOCUS_DROPOUT, training=self.training)
@@ -83,7 +83,7 @@ class Transformer(nn.Module):
     def __init__(self, channels: int, num_heads: int):
         super().__init__()
         self.attention_output = Attention(channels, num_heads)
-        self.conv1 = nn.Conv2d(channels, channels, 3, 1, padding="same")
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, padding=1)
         self.layernorm = nn.LayerNorm(channels, eps=1e-5)
         self.wide_focus = Dilated_Conv(channels, channels)
 
@@ -96,8 +96,8 @@ class Block_encoder_bottleneck(nn.Module):
     def __init__(self, cin: int, cout: int, num_heads: int):
         super().__init__()
         self.layernorm = nn.LayerNorm(cin, eps=1e-5)
-        self.conv1 = nn.Conv2d(cin, cout, 3, 1, padding="same")
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, padding="same")
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1, padding=1)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, padding=1)
         self.trans = Transformer(cout, num_heads)
 
     def forward(self, x):
@@ -111,9 +111,9 @@ class Block_decoder(nn.Module):
         super().__init__()
         self.layernorm = nn.LayerNorm(cin, eps=1e-5)
         self.upsample = nn.Upsample(scale_factor=2)
-        self.conv1 = nn.Conv2d(cin, cout, 3, 1, padding="same")
-        self.conv2 = nn.Conv2d(cout * 2, cout, 3, 1, padding="same")
-        self.conv3 = nn.Conv2d(cout, cout, 3, 1, padding="same")  # unused, as official
+        self.conv1 = nn.Conv2d(cin, cout, 3, 1, padding=1)
+        self.conv2 = nn.Conv2d(cout * 2, cout, 3, 1, padding=1)
+        self.conv3 = nn.Conv2d(cout, cout, 3, 1, padding=1)  # unused, as official
         self.trans = Transformer(cout, num_heads)
 
     def forward(self, x, skip):
