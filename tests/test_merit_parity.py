@@ -221,7 +221,7 @@ class TStandIn(torch.nn.Module):
 def stand_in_encoders(monkeypatch):
     sizes = []
 
-    def jbuild(name, img_size):
+    def jbuild(name, img_size, **kw):
         sizes.append((name, img_size))
         return JStandIn(img_size)
 

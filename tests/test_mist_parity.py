@@ -282,7 +282,7 @@ class _TStubEncoder(torch.nn.Module):
 
 @pytest.mark.parametrize("dual", [False, True])
 def test_mistnet_with_stand_in_encoder(monkeypatch, dual):
-    monkeypatch.setattr(jmist, "build_encoder", lambda name, img_size: _JStubEncoder())
+    monkeypatch.setattr(jmist, "build_encoder", lambda name, img_size, **kw: _JStubEncoder())
     monkeypatch.setattr(tmist, "_build_encoder", lambda name, img_size: _TStubEncoder())
     size, nc = 64, 4
     tmodel = tm.randomize_(tmist.MISTNet(nc, dual=dual, img_size=size), seed=5).double().eval()
