@@ -10,8 +10,8 @@ from jittor import nn
 
 
 def test_registry_names_and_errors():
-    assert list_models() == ["emcad_b2", "emcad_b2_dsra", "pranet_v1_pvt", "pranet_v1_res2net", "pranet_v2_pvt",
-                             "pranet_v2_res2net"]
+    assert list_models() == ["emcad_b2", "emcad_b2_dsra", "merit_cascaded", "merit_cascaded_dsra", "mist",
+                             "mist_dsra", "pranet_v1_pvt", "pranet_v1_res2net", "pranet_v2_pvt", "pranet_v2_res2net"]
     assert list_models("binary") == ["pranet_v1_pvt", "pranet_v1_res2net", "pranet_v2_pvt", "pranet_v2_res2net"]
     with pytest.raises(UserError, match="unknown model"):
         build_model("pranet_v3")

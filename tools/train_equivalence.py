@@ -277,7 +277,7 @@ def _recording(base):
         def train_batch(self, images, masks):
             self.fingerprints.append(batch_fingerprint(images, masks))
             losses = super().train_batch(images, masks)
-            self.batch_losses.append(float(np.mean(list(losses.values()))))
+            self.recorded_losses.append(float(np.mean(list(losses.values()))))
             if self.bar is not None:
                 self.bar.update(1)
             return losses
@@ -314,7 +314,7 @@ def run_jittor(s: Settings, recipe: Recipe, data: Data, seed: int, run_dir: Path
     cfg = jittor_config(s, recipe, data, seed)
     try:
         trainer = _recording(base)(cfg, run_dir, progress=False, log=log)
-        trainer.fingerprints, trainer.batch_losses = [], []
+        trainer.fingerprints, trainer.recorded_losses = [], []
         trainer.cfg["train"]["epochs"] = int(math.ceil(s.steps / len(trainer.loader)))
         loader = _clone_loader(trainer.loader)
         trainer.bar = _bar(s.steps, f"jittor  seed {seed}", progress)
@@ -330,9 +330,9 @@ def run_jittor(s: Settings, recipe: Recipe, data: Data, seed: int, run_dir: Path
     finally:
         log_file.close()
     record = {"side": "jittor", "seed": seed, "metrics": metrics, "steps": trainer.step,
-              "batch_losses": trainer.batch_losses, "fingerprints": trainer.fingerprints,
+              "batch_losses": trainer.recorded_losses, "fingerprints": trainer.fingerprints,
               "train_s": train_s, "eval_s": time.time() - t0}
-    record["metrics"][LOSS_KEY] = final_loss(trainer.batch_losses)
+    record["metrics"][LOSS_KEY] = final_loss(trainer.recorded_losses)
     context = {"loader": loader, "class_names": class_names,
                "data": getattr(trainer, "data", None), "num_classes": int(trainer.cfg["model"]["num_classes"])}
     del trainer

@@ -134,7 +134,7 @@ def score_binary_pairs(pairs: Sequence[Tuple[object, object]], predict_logits: P
     through the sigmoid, min-max normalised to uint8 and scored at 256 thresholds (metrics.binary).
     """
     from ..data import SegmentationDataset, read_mask
-    from ..engine.inference import to_uint8_map
+    from ..engine.predictor import to_uint8_map
     from ..interp import probabilities
     from ..metrics.binary import Dice, IoU
 
