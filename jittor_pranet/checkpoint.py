@@ -464,6 +464,16 @@ def map_backbone_state_dict(model, sd: Mapping[str, np.ndarray], attr: Optional[
     return mapped, ignored
 
 
+def match_backbone(model, sd: Mapping[str, np.ndarray], attr: Optional[str] = None
+                   ) -> Tuple[LoadReport, StateDict, List[str]]:
+    """An ImageNet encoder file against the encoder at ``attr`` (None: the model's own): the report of
+    the comparison with that encoder's keys, the mapped tensors and the file keys with no place."""
+    mapped, ignored = map_backbone_state_dict(model, sd, attr)
+    prefix = backbone_prefix(model, attr)
+    shapes = {k: s for k, s in model_shapes(model).items() if k.startswith(prefix)}
+    return compare(shapes, mapped), mapped, ignored
+
+
 # ---------------------------------------------------------------- writing
 
 def _atomic_write(path: Path, write_fn) -> None:

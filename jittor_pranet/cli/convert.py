@@ -97,10 +97,8 @@ def run(args) -> int:
 
 def _load_backbone(ck, model, args, src, attr, loaded):
     """Load one ImageNet encoder file into the encoder at ``attr`` (None: the model's own); the keys loaded."""
-    mapped, ignored = ck.map_backbone_state_dict(model, loaded.state_dict, attr)
+    rep, mapped, ignored = ck.match_backbone(model, loaded.state_dict, attr)
     prefix = ck.backbone_prefix(model, attr)
-    enc_keys = {k: s for k, s in ck.model_shapes(model).items() if k.startswith(prefix)}
-    rep = ck.compare(enc_keys, mapped)
     if not mapped:
         raise UserError(f"{src}: no key matches the {args.model} encoder '{prefix[:-1]}'; "
                         "is this the right backbone file?")

@@ -155,10 +155,8 @@ class Trainer:
     def _load_backbone(self, path: str, attr: Optional[str], key: str) -> None:
         """One ImageNet encoder file into the encoder at ``attr`` (None: the model's own); strict on shapes."""
         loaded = ck.read_state_dict(path)
-        mapped, ignored = ck.map_backbone_state_dict(self.model, loaded.state_dict, attr)
+        rep, mapped, ignored = ck.match_backbone(self.model, loaded.state_dict, attr)
         prefix = ck.backbone_prefix(self.model, attr)
-        enc_shapes = {k: s for k, s in ck.model_shapes(self.model).items() if k.startswith(prefix)}
-        rep = ck.compare(enc_shapes, mapped)
         if not mapped or rep.mismatched or rep.missing:
             raise UserError(f"{path} ({key}): does not match the {self.cfg['model']['name']} encoder "
                             f"'{prefix[:-1]}' ({rep.summary()})")
