@@ -19,7 +19,7 @@ from typing import Dict, List, Optional, Sequence
 from ...ops import BatchNorm2d, Conv2d, jt
 from ..layers.attention import CAB
 from ..layers.conv import BasicConv2d, NearestUpsample2x
-from .dsra import GAIN_MODES, dsra_fuse
+from .dsra import GAIN_MODES, dsra_stage
 from .emcad import LGAG
 
 from jittor import nn
@@ -128,11 +128,7 @@ class CascadeDecoder(nn.Module):
             inter[f"{prefix}ag{k}"], inter[f"{prefix}d{k}"] = gate, d
             feats.append(d)
             if self.dual:
-                p_fg = getattr(self, f"ConvBlock{k}_fg")(d)
-                p_bg = getattr(self, f"ConvBlock{k}_bg")(d)
-                fg, bg = dsra_fuse(p_fg, p_bg, fgs[-1], bgs[-1], self.gain)
-                fgs.append(fg)
-                bgs.append(bg)
+                dsra_stage(self, k, d, fgs, bgs, self.gain)
         if not self.dual:
             return feats
         for k, fg, bg in zip((4, 3, 2, 1), fgs, bgs):

@@ -57,6 +57,17 @@ def dsra_fuse(p_fg, p_bg, deeper_fg, deeper_bg, mode: str = "softmax") -> Tuple[
     return p_fg + p_fg * gamma, p_bg
 
 
+def dsra_stage(decoder: nn.Module, k: int, feature, fgs: list, bgs: list, gain: str) -> None:
+    """One stage of a decoder with the official dual heads ``ConvBlock{k}_fg`` / ``ConvBlock{k}_bg``
+    (EMCAD's and CASCADE's): both heads on ``feature``, the fg refined by the deeper stage's maps
+    (the last of ``fgs`` / ``bgs``), the pair appended to ``fgs`` / ``bgs``."""
+    p_fg = getattr(decoder, f"ConvBlock{k}_fg")(feature)
+    p_bg = getattr(decoder, f"ConvBlock{k}_bg")(feature)
+    fg, bg = dsra_fuse(p_fg, p_bg, fgs[-1], bgs[-1], gain)
+    fgs.append(fg)
+    bgs.append(bg)
+
+
 class DSRA(nn.Module):
     """A reusable DSRA stage for any decoder: ``decoder`` (phi of Eq. 3) then fg/bg heads, then fusion.
 

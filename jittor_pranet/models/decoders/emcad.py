@@ -13,7 +13,7 @@ from ...ops import BatchNorm2d, Conv2d, jt
 from ..layers.activation import activation, channel_shuffle
 from ..layers.attention import CAB, SAB
 from ..layers.conv import BasicConv2d, NearestUpsample2x
-from .dsra import GAIN_MODES, dsra_fuse
+from .dsra import GAIN_MODES, dsra_stage
 
 from jittor import nn
 
@@ -166,11 +166,7 @@ class EMCADDecoder(nn.Module):
             inter[f"lgag{k}"], inter[f"d{k}"] = gate, d
             feats.append(d)
             if self.dual:
-                p_fg = getattr(self, f"ConvBlock{k}_fg")(d)
-                p_bg = getattr(self, f"ConvBlock{k}_bg")(d)
-                fg, bg = dsra_fuse(p_fg, p_bg, fgs[-1], bgs[-1], self.gain)
-                fgs.append(fg)
-                bgs.append(bg)
+                dsra_stage(self, k, d, fgs, bgs, self.gain)
         if self.dual:
             for k, fg, bg in zip((4, 3, 2, 1), fgs, bgs):
                 inter[f"d{k}_fg"], inter[f"d{k}_bg"] = fg, bg
