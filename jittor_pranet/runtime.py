@@ -9,8 +9,9 @@ Jittor makes three decisions at import time that break on machines like ours:
   names, and ``cudaDeviceProp`` fields that CUDA 13 removed.
 
 This module looks at the machine (without importing Jittor) and sets the environment variables
-Jittor reads, so that the import takes the CPU path when no CUDA runtime exists, links Debian's
-``libdnnl`` instead of downloading oneDNN, and never reaches the network.  On a CUDA 12/13 machine
+Jittor reads, so that the import takes the CPU path when no CUDA runtime exists, links a local
+oneDNN 2.x (Debian's ``libdnnl-dev``, else PyPI's ``onednn-cpu-gomp`` + ``onednn-devel-cpu-gomp``
+wheels in this environment) instead of downloading one, and never reaches the network.  On a CUDA 12/13 machine
 it gives Jittor a private *CUDA view* in its cache (see :func:`prepare_cuda_view`): a folder whose
 ``bin/nvcc`` runs the real compiler and whose ``include``/``lib64`` link the toolkit's and the pip
 packages' (``nvidia-*``) headers and libraries under the names Jittor looks for.  cuDNN is compiled
@@ -46,9 +47,17 @@ _DNNL_LIB_CANDIDATES = (
     "/usr/lib64/libdnnl.so",
     "/usr/local/lib/libdnnl.so",
 )
+# Jittor 1.3.11's mkl ops are written against the oneDNN 2.x C++ API (operation descriptors such as
+# convolution_forward::desc), which oneDNN 3.0 removed: only a 2.x library and its headers will do.
+ONEDNN_MAJOR = 2
+# oneDNN 2.6 from PyPI (the same version as Debian 12's libdnnl-dev): the library wheel puts
+# lib/libdnnl.so* and the devel wheel include/oneapi/dnnl/*.hpp under the environment's prefix
+# (the venv, or ~/.local with --user). The newer `onednn`/`onednn-devel` wheels (2024.0 on) are 3.x.
+ONEDNN_PIP_PACKAGES = ("onednn-cpu-gomp==2022.2.1", "onednn-devel-cpu-gomp==2022.2.1")
 SLOW_CONV_WARNING = (
-    "jittor-pranet: oneDNN (Debian package libdnnl-dev) was not found; Jittor falls back to generic "
-    "convolution kernels that are ~100x slower. Install it with: apt-get install libdnnl-dev"
+    "jittor-pranet: oneDNN 2.x was not found; Jittor falls back to generic convolution kernels that are "
+    "~100x slower. Install it with: apt-get install libdnnl-dev, or without root (into this Python "
+    "environment): python -m pip install " + " ".join(ONEDNN_PIP_PACKAGES)
 )
 
 
@@ -91,6 +100,7 @@ class RuntimeInfo:
     cublas: Optional[str] = None
     build_only: bool = False
     notes: list = field(default_factory=list)
+    onednn_skipped: list = field(default_factory=list)  # oneDNN installations Jittor cannot use
 
 
 _INFO: Optional[RuntimeInfo] = None
@@ -327,32 +337,135 @@ def _gpu_present() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
+@dataclass
+class OneDNN:
+    """A oneDNN installation: the shared library, the folder holding ``oneapi/dnnl``, its version."""
+
+    lib: str
+    include: str
+    version: Optional[tuple]
+    source: str  # "system" or "pip (<prefix>)"
+
+    @property
+    def version_text(self) -> str:
+        return ".".join(map(str, self.version)) if self.version else "unknown version"
+
+
+def onednn_version(include_dir: str) -> Optional[tuple]:
+    """(major, minor, patch) from ``dnnl_version.h`` under ``include_dir``, or None."""
+    for rel in ("oneapi/dnnl/dnnl_version.h", "dnnl_version.h"):
+        try:
+            text = Path(include_dir, rel).read_text(errors="replace")
+        except OSError:
+            continue
+        parts = [re.search(rf"#define DNNL_VERSION_{k}\s+(\d+)", text) for k in ("MAJOR", "MINOR", "PATCH")]
+        if all(parts):
+            return tuple(int(m.group(1)) for m in parts)
+    return None
+
+
+def _pip_prefixes() -> tuple:
+    """Where pip puts a wheel's data files for this interpreter: (this environment and its user base,
+    the base Python of a venv), existing folders only, each once."""
+    import site
+
+    own = [sys.prefix, sys.exec_prefix]
+    try:
+        own.append(site.getuserbase())
+    except AttributeError:  # old virtualenv's site module
+        pass
+    seen = set()
+
+    def keep(dirs):
+        out = []
+        for d in dirs:
+            if d and os.path.isdir(d) and os.path.realpath(d) not in seen:
+                seen.add(os.path.realpath(d))
+                out.append(d)
+        return out
+
+    return keep(own), keep([sys.base_prefix, sys.base_exec_prefix])
+
+
+def _onednn_candidates() -> list:
+    """(lib, include, source) of every oneDNN that may be on this machine, in the order they are tried:
+    pip's wheels in this Python environment or its user base first (pip's packages shadow the
+    system's), then the system's (Debian's libdnnl-dev), then wheels in the base Python of a venv."""
+    def wheels(prefixes):
+        out = []
+        for prefix in prefixes:
+            lib = os.path.join(prefix, "lib", "libdnnl.so")
+            if os.path.isfile(lib) and os.path.isdir(os.path.join(prefix, "include", "oneapi", "dnnl")):
+                out.append((lib, os.path.join(prefix, "include"), f"pip ({prefix})"))
+        return out
+
+    own, base = _pip_prefixes()
+    system = []
+    sys_lib = next((c for c in _DNNL_LIB_CANDIDATES if os.path.isfile(c)), None)
+    if sys_lib is None:
+        found = ctypes.util.find_library("dnnl")
+        sys_lib = found if found and os.path.isabs(found) else None
+    if sys_lib and (os.path.isfile("/usr/include/dnnl.hpp") or os.path.isdir("/usr/include/oneapi/dnnl")):
+        system.append((sys_lib, "/usr/include", "system"))
+    return wheels(own) + system + wheels(base)
+
+
+def find_onednn(notes: Optional[list] = None) -> Optional[OneDNN]:
+    """The first oneDNN 2.x with headers and library (see :func:`_onednn_candidates`), or None.
+
+    Installations Jittor cannot use (another major version, no version header) are skipped with a note.
+    """
+    for lib, include, source in _onednn_candidates():
+        version = onednn_version(include)
+        if version is None or version[0] != ONEDNN_MAJOR:
+            if notes is not None:
+                what = f"oneDNN {'.'.join(map(str, version))}" if version else "oneDNN without dnnl_version.h"
+                notes.append(f"{what} at {lib} skipped: Jittor 1.3.11 needs oneDNN {ONEDNN_MAJOR}.x")
+            continue
+        return OneDNN(lib=lib, include=include, version=version, source=source)
+    return None
+
+
 def find_system_onednn() -> Optional[str]:
-    """Path to a system oneDNN shared library (Debian libdnnl-dev), or None."""
-    has_headers = os.path.isfile("/usr/include/dnnl.h") or os.path.isdir("/usr/include/oneapi/dnnl")
-    if not has_headers:
-        return None
-    for cand in _DNNL_LIB_CANDIDATES:
-        if os.path.isfile(cand):
-            return cand
-    found = ctypes.util.find_library("dnnl")
-    return found if found and os.path.isabs(found) else None
+    """Path to a usable oneDNN shared library (Debian libdnnl-dev or pip's wheels), or None."""
+    found = find_onednn()
+    return found.lib if found else None
 
 
-def _link_onednn_for_jittor(home: Path, libdnnl: str) -> Optional[str]:
-    """Make jittor's expected oneDNN folder point at the system library so it never downloads one."""
+def _point_link(link: Path, target: str) -> None:
+    """Make ``link`` a symlink to ``target``, replacing an older symlink atomically."""
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    if tmp.is_symlink():
+        tmp.unlink()
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+def _link_onednn_for_jittor(home: Path, dnnl) -> Optional[str]:
+    """Make jittor's expected oneDNN folder point at ``dnnl`` (a :class:`OneDNN`, or a library path
+    with headers in /usr/include) so that it never downloads one.
+
+    Jittor links its mkl ops with ``-lmkldnn`` and an rpath to the folder's ``lib``; the folder also
+    gets the library's soname (``libdnnl.so.2``), so a library outside the loader's default paths
+    (pip's, in a venv or ~/.local) is found at run time without LD_LIBRARY_PATH. A real oneDNN that
+    Jittor downloaded itself (a file, not our symlink) is left as it is.
+    """
+    if isinstance(dnnl, str):
+        dnnl = OneDNN(lib=dnnl, include="/usr/include", version=onednn_version("/usr/include"), source="system")
     target = home / ".cache" / "jittor" / "mkl" / _JITTOR_DNNL_DIRNAME
     lib = target / "lib" / "libmkldnn.so"
-    if lib.is_file():
+    if lib.is_file() and not lib.is_symlink():
         return str(target)
+    major = dnnl.version[0] if dnnl.version else ONEDNN_MAJOR
     try:
         (target / "lib").mkdir(parents=True, exist_ok=True)
         inc = target / "include"
-        if not inc.exists():
-            inc.symlink_to("/usr/include")
-        if lib.is_symlink():
-            lib.unlink()
-        lib.symlink_to(libdnnl)
+        if inc.is_symlink() or not inc.exists():
+            _point_link(inc, dnnl.include)
+        _point_link(lib, dnnl.lib)
+        _point_link(target / "lib" / f"libdnnl.so.{major}", os.path.realpath(dnnl.lib))
     except OSError:
         return None
     return str(target) if lib.is_file() else None
@@ -457,14 +570,18 @@ def env_flag_conv_opt_by_user() -> bool:
 
 
 def _point_at_python_config(env) -> None:
-    """Jittor finds ``python3.X-config`` only next to ``sys.executable`` or in /usr(/local)/bin; a venv
-    made from a pyenv/conda/uv Python has it in ``sys.base_prefix/bin``: tell Jittor where."""
+    """Give Jittor the ``python3.X-config`` of the interpreter that runs.
+
+    Jittor looks next to ``sys.executable``, then in /usr/bin and /usr/local/bin. A venv made from a
+    pyenv/conda/uv Python has no such script in its ``bin`` (it is in ``sys.base_prefix/bin``), so
+    Jittor either fails ("python3.X-config not found") or takes the system Python's script of the same
+    minor version, whose include folder belongs to another installation.
+    """
     if "python_config_path" in env:
         return
     name = f"python3.{sys.version_info.minor}-config"
-    looked = [os.path.join(os.path.dirname(sys.executable), name), f"/usr/bin/{name}", f"/usr/local/bin/{name}",
-              os.path.join(os.path.dirname(sys.executable), "python3-config")]
-    if any(os.path.isfile(p) for p in looked):
+    exe_dir = os.path.dirname(sys.executable)
+    if os.path.isfile(os.path.join(exe_dir, name)) or os.path.isfile(sys.executable + "-config"):
         return
     for prefix in (sys.base_prefix, sys.base_exec_prefix):
         cand = os.path.join(prefix, "bin", name)
@@ -517,14 +634,17 @@ def configure(device: Optional[str] = None) -> RuntimeInfo:
     info.use_cuda = cudart is not None
 
     if env.get("use_mkl", "1") == "1":
-        libdnnl = find_system_onednn()
-        linked = _link_onednn_for_jittor(home, libdnnl) if libdnnl else None
+        dnnl = find_onednn(info.onednn_skipped)
+        linked = _link_onednn_for_jittor(home, dnnl) if dnnl else None
         if linked is None and not (home / ".cache/jittor/mkl" / _JITTOR_DNNL_DIRNAME / "lib/libmkldnn.so").is_file():
             env["use_mkl"] = "0"
-            warnings.warn(SLOW_CONV_WARNING, RuntimeWarning, stacklevel=2)
-            print(SLOW_CONV_WARNING, file=sys.stderr)
+            message = SLOW_CONV_WARNING + "".join(f" ({n})" for n in info.onednn_skipped)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            print(message, file=sys.stderr)
+        elif dnnl is not None:
+            info.onednn = f"{dnnl.lib}, oneDNN {dnnl.version_text}, {dnnl.source}"
         else:
-            info.onednn = libdnnl or linked
+            info.onednn = linked
     _INFO = info
     return info
 

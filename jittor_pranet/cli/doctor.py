@@ -10,6 +10,9 @@ def register(sub) -> None:
     p = sub.add_parser("doctor", help="show Jittor version, device, CUDA/cuDNN, oneDNN, cache folder, torch",
                        description="Print how jittor-pranet configured Jittor on this machine.")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a CPU build runs without oneDNN (convolutions ~100x slower); "
+                        "tools/install.sh ends with it")
     p.set_defaults(func=run)
 
 
@@ -22,6 +25,7 @@ def run(args) -> int:
     from jittor import compile_extern
 
     cudnn = getattr(compile_extern, "cudnn", None)
+    onednn_on = bool(getattr(compile_extern, "use_mkl", 0)) and getattr(compile_extern, "mkl_ops", None) is not None
     rows = [
         ("jittor-pranet", __import__("jittor_pranet").__version__),
         ("python", sys.version.split()[0]),
@@ -29,8 +33,10 @@ def run(args) -> int:
         ("device", "cuda" if jt.flags.use_cuda else "cpu"),
         ("CUDA runtime", info.cuda_runtime or "not found (CPU build)"),
         *_cuda_rows(info, cudnn),
-        ("oneDNN (CPU conv)", f"on ({info.onednn})" if getattr(compile_extern, "use_mkl", 0) else
-         "OFF - convolutions ~100x slower; apt-get install libdnnl-dev"),
+        ("oneDNN (CPU conv)", f"on ({info.onednn})" if onednn_on else
+         "OFF - convolutions ~100x slower; apt-get install libdnnl-dev, or without root: "
+         "python -m pip install " + " ".join(runtime.ONEDNN_PIP_PACKAGES)),
+        *[("oneDNN skipped", note) for note in info.onednn_skipped],
         ("Jittor cache", info.jittor_home),
         ("torch (parity/bench)", _torch_version()),
         ("threads", str(os.cpu_count())),
@@ -38,6 +44,9 @@ def run(args) -> int:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    if args.strict and not onednn_on and not jt.flags.use_cuda:
+        print("error: Jittor runs without oneDNN (see 'oneDNN (CPU conv)' above)", file=sys.stderr)
+        return 1
     return 0
 
 
