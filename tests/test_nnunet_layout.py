@@ -176,6 +176,7 @@ def test_nifti_layout_slices_along_the_slice_axis_with_header_spacing(tmp_path):
     assert np.allclose(case.image, np.moveaxis(expected, 2, 0), atol=1e-6)
     sample = data.train_dataset(32, augment=False).get(3)  # one training slice, resized
     assert sample["image"].shape == (1, 32, 32) and sample["label"].shape == (32, 32)
+    assert sample["name"] == f"{data.train_slices[3].case}_slice003"
 
 
 def test_nifti_train_evaluates_best_and_last_and_test_matches_predict(tmp_path, capsys):

@@ -108,9 +108,11 @@ def test_quickstart_compiles_first_and_reports_each_phase(tmp_path, capsys):
     assert out.strip().splitlines()[-1].startswith("WARNING: train.time_limit_min=1e-06")
     assert out.count("CUT SHORT") == 2
     _assert_provenance(tmp_path / "run", seed=0)
-    assert "test-set metrics (best.pkl, best on validation)" in out and (tmp_path / "run" / "test_metrics.json").is_file()
-    if (tmp_path / "run" / "best.pkl").is_file():
-        assert "test-set metrics (last.pkl, final epoch)" in out and (tmp_path / "run" / "test_metrics_last.json").is_file()
+    # both checkpoints scored: best.pkl (validation) as test_metrics, last.pkl beside it
+    assert (tmp_path / "run" / "best.pkl").is_file() and (tmp_path / "run" / "test_metrics.json").is_file()
+    assert "test-set metrics (best.pkl, best on validation)" in out
+    assert "test-set metrics (last.pkl, final epoch)" in out and (tmp_path / "run" / "test_metrics_last.json").is_file()
+    assert (tmp_path / "run" / "predictions_last").is_dir()
 
 
 def _assert_provenance(run, seed):

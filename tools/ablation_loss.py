@@ -50,7 +50,14 @@ def run_one(out: Path, variant: str, seed: int, epochs: int, extra) -> dict:
             sys.exit(f"error: {variant} seed {seed} failed: {proc.stderr.strip().splitlines()[-1:]}")
         print(f"  {variant}, seed {seed}: {time.time() - t0:.0f} s", file=sys.stderr)
     metrics = json.loads(done.read_text())
+    from jittor_pranet.config import load_config
     from jittor_pranet.engine.run_report import read_provenance
+
+    saved = load_config(str(run_dir / "config.yaml"))["train"]
+    if int(saved["epochs"]) != epochs or saved["loss_weights"] != load_config(
+            None, ["task=multiclass", f"train.loss_weights={VARIANTS[variant]}"])["train"]["loss_weights"]:
+        sys.exit(f"error: {run_dir} was trained with {saved['epochs']} epochs and loss weights {saved['loss_weights']}, "
+                 f"not {epochs} and {VARIANTS[variant]}; use another --out")
 
     recorded = read_provenance(run_dir / "config.yaml")
     if recorded["seed"] != str(seed) or not recorded["commit"]:

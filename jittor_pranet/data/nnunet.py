@@ -246,6 +246,10 @@ class NiftiSliceRecord(SliceRecord):
 
     source: Optional[NiftiCase] = None
 
+    @property
+    def name(self) -> str:
+        return f"{self.case}_slice{self.index:03d}"
+
     def read_pair(self) -> Tuple[np.ndarray, np.ndarray]:
         return _read_case(self.source, self.index)
 
