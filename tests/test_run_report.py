@@ -47,18 +47,25 @@ def test_report_mean_std_per_class(tmp_path, capsys):
     assert Image.open(tmp_path / "rep" / "report.png").size == (800, 500)
 
 
-@pytest.mark.parametrize("case", ["missing", "no_metrics", "classes"])
+@pytest.mark.parametrize("case", ["missing", "no_metrics", "classes", "no_last", "bad_index"])
 def test_report_bad_input_one_line(case, tmp_path, capsys):
     good = _run(tmp_path / "a", 0, [0.5, 0.5])
-    expect = {"missing": "run folder not found", "no_metrics": "no test/metrics.json", "classes": "differ from"}[case]
+    expect = {"missing": "run folder not found", "no_metrics": "no test/metrics.json", "classes": "differ from",
+              "no_last": "no test_last/metrics.json", "bad_index": "test_checkpoints.json: not valid JSON"}[case]
+    extra = ["--checkpoint", "last"] if case == "no_last" else []
     if case == "missing":
         other = tmp_path / "nope"
     elif case == "no_metrics":
         other = tmp_path / "empty"
         other.mkdir()
-    else:
+    elif case == "classes":
         other = _run(tmp_path / "b", 1, [0.5, 0.5], classes=("liver", "spleen"))
-    code, out, err = run_cli(["report", good, other, "--out", tmp_path / "rep"], capsys)
+    elif case == "no_last":
+        other = good
+    else:
+        other = _run(tmp_path / "b", 1, [0.5, 0.5])
+        (other / "test_checkpoints.json").write_text("{not json")
+    code, out, err = run_cli(["report", good, other, "--out", tmp_path / "rep", *extra], capsys)
     assert code == 2 and err.strip().startswith("error: ") and expect in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "rep").exists()
 
