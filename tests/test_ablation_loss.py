@@ -25,6 +25,8 @@ def test_loss_ablation_tiny_budget(tmp_path):
     assert list(saved["runs"]) == ["BCE+CE", "BCE+Dice", "CE+Dice", "BCE+CE+Dice"]
     md = (out / "ablation_loss.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith(("| BCE", "| CE"))]
-    assert len(rows) == 4 and all(row.count("+-") == 3 for row in rows) and "| CE+Dice |" in md
+    assert len(rows) == 4 and all(row.count("+-") == 4 for row in rows) and "| CE+Dice |" in md
     cfg = (out / "ce_dice-seed0" / "config.yaml").read_text()
-    assert "bg_bce: 0" in cfg
+    assert "bg_bce: 0" in cfg and cfg.startswith("# jittor_pranet ") and "# seed 0 (train.seed)" in cfg
+    assert all(saved["runs"][v]["0"]["seed"] == 0 and saved["runs"][v]["0"]["commit"] for v in saved["runs"])
+    assert "command: python tools/ablation_loss.py --epochs 1 --seeds 0" in md

@@ -31,8 +31,8 @@ def test_every_shipped_config_resolves_as_recorded():
         assert got == recorded[name], name
     with_base = [n for n in names if "_base_" in yaml.safe_load((ROOT / n).read_text())]
     assert {"configs/emcad_b2_dsra_synapse.yaml", "configs/emcad_b2_synapse.yaml", "configs/emcad_b2_dsra_acdc.yaml",
-            "configs/emcad_b2_kits19.yaml", "configs/emcad_b2_dsra_kits19.yaml",
-            "configs/pranet_v2_pvt_acdc.yaml"} <= set(with_base)
+            "configs/emcad_b2_kits19.yaml", "configs/emcad_b2_dsra_kits19.yaml", "configs/mist_kits19.yaml",
+            "configs/mist_dsra_kits19.yaml", "configs/pranet_v2_pvt_acdc.yaml"} <= set(with_base)
 
 
 def _write(path: Path, data) -> Path:

@@ -133,6 +133,10 @@ def test_slice_axis_from_the_affine():
     assert slice_axis_of(np.eye(4), (3.0, 1.0, 1.0)) == 0
     sagittal = np.array([[0, 0, 1.0, 0], [1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 0, 1]])  # voxel axis 1 -> head-foot
     assert slice_axis_of(sagittal, (1.0, 1.0, 1.0)) == 1
+    # a 2-D image stored as a volume is sliced along its one flat axis, whatever the spacing says
+    assert slice_axis_of(np.eye(4), (3.0, 1.0, 1.0), (1, 64, 64)) == 0
+    assert slice_axis_of(np.eye(4), (3.0, 1.0, 1.0), (64, 64, 1)) == 2
+    assert slice_axis_of(np.eye(4), (3.0, 1.0, 1.0), (64, 1, 1)) == 0  # two flat axes: the spacing rule
 
 
 def _bad_inputs(root: Path):

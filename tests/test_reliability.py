@@ -185,8 +185,13 @@ def test_train_refuses_an_existing_run_and_overwrite_starts_afresh(world, tmp_pa
     code, out, err = run_cli(args, capsys)
     assert code == 2 and "--resume" in err
     assert (run_dir / "steps.csv").read_text() == steps_before  # untouched
+    for stale in ("test_last/metrics.json", "test/metrics.json", "predictions_last/x.png", "test_checkpoints.json"):
+        (run_dir / stale).parent.mkdir(exist_ok=True)
+        (run_dir / stale).write_text("{}")  # test outputs of the previous run
     code, out, err = run_cli(args + ["--overwrite"], capsys)
     assert code == 0, err
+    for stale in ("test_last", "test", "predictions_last", "test_checkpoints.json"):
+        assert not (run_dir / stale).exists(), stale  # nothing of the old run's scores survives
     rows = (run_dir / "steps.csv").read_text().splitlines()
     assert rows[0].startswith("step,") and len(rows) == len(steps_before.splitlines())  # not appended
     # resuming a run that reached train.max_steps trains nothing more

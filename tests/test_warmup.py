@@ -1,4 +1,5 @@
 """Kernel warm-up before training and the time limit as a warning safety net (train, quickstart)."""
+import json
 import random
 
 import numpy as np
@@ -106,6 +107,23 @@ def test_quickstart_compiles_first_and_reports_each_phase(tmp_path, capsys):
     # the safety net was hit: warned when it happened and again as the very last line
     assert out.strip().splitlines()[-1].startswith("WARNING: train.time_limit_min=1e-06")
     assert out.count("CUT SHORT") == 2
+    _assert_provenance(tmp_path / "run", seed=0)
+    # both checkpoints scored: best.pkl (validation) as test_metrics, last.pkl beside it
+    assert (tmp_path / "run" / "best.pkl").is_file() and (tmp_path / "run" / "test_metrics.json").is_file()
+    assert "test-set metrics (best.pkl, best on validation)" in out
+    assert "test-set metrics (last.pkl, final epoch)" in out and (tmp_path / "run" / "test_metrics_last.json").is_file()
+    assert (tmp_path / "run" / "predictions_last").is_dir()
+
+
+def _assert_provenance(run, seed):
+    """The run's config.yaml names the package commit and the seed (and still loads back)."""
+    from jittor_pranet.config import load_config
+    from jittor_pranet.engine.run_report import package_commit
+
+    head = (run / "config.yaml").read_text().splitlines()[:2]
+    assert head[0].startswith("# jittor_pranet ") and f"commit {package_commit()}" in head[0], head
+    assert head[1] == f"# seed {seed} (train.seed)", head
+    assert load_config(str(run / "config.yaml"))["train"]["seed"] == seed
 
 
 def test_quickstart_multiclass_compiles_first_and_reports_each_phase(tmp_path, capsys):
@@ -120,6 +138,11 @@ def test_quickstart_multiclass_compiles_first_and_reports_each_phase(tmp_path, c
     assert len(summary) == 1, out[-3000:]
     assert "training" in summary[0] and "test" in summary[0]
     assert "WARNING" not in out and "CUT SHORT" not in out
+    _assert_provenance(tmp_path / "run", seed=0)
+    index = json.loads((tmp_path / "run" / "test_checkpoints.json").read_text())
+    assert set(index) == {"best", "last"}
+    for folder in ("test", "test_last"):
+        assert (tmp_path / "run" / folder / "metrics.json").is_file()
 
 
 def test_packaged_quickstart_budgets_are_epochs_with_a_far_safety_net():

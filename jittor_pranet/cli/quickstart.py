@@ -32,8 +32,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..config import load_config, save_config
+    from ..config import load_config
     from ..engine.run_folder import make_run_dir, plan_run_dir, predict_and_evaluate
+    from ..engine.run_report import save_run_config
     from ..engine.trainer import Trainer
     from .common import setup_device
 
@@ -48,7 +49,7 @@ def run(args) -> int:
         print(f"quickstart: replacing the previous run in {run_dir}")
     trainer = Trainer(cfg, run_dir, progress=not args.no_progress,
                       prepare_run_dir=lambda: make_run_dir(run_dir, overwrite=True))
-    save_config(cfg, run_dir / "config.yaml")
+    save_run_config(cfg, run_dir / "config.yaml")  # with version, commit and seed
     setup_s = time.time() - t0
     result = trainer.fit()
     t_test = time.time()
@@ -77,9 +78,10 @@ def _fmt(seconds: float) -> str:
 
 def _quickstart_multiclass(args) -> int:
     """Synthetic organs -> EMCAD + DSRA (PVTv2-b0) on CPU -> per-class table of the held-out volumes."""
-    from ..config import load_config, save_config
+    from ..config import load_config
     from ..engine.multiclass import MultiClassTrainer, test_after_training
     from ..engine.run_folder import make_run_dir, plan_run_dir
+    from ..engine.run_report import save_run_config
     from .common import setup_device
 
     setup_device(args.device)
@@ -89,7 +91,7 @@ def _quickstart_multiclass(args) -> int:
     run_dir = plan_run_dir(cfg, args.run_dir or "runs/quickstart_multiclass", overwrite=True)
     trainer = MultiClassTrainer(cfg, run_dir, progress=not args.no_progress,
                                 prepare_run_dir=lambda: make_run_dir(run_dir, overwrite=True))
-    save_config(cfg, run_dir / "config.yaml")
+    save_run_config(cfg, run_dir / "config.yaml")  # with version, commit and seed
     setup_s = time.time() - t0
     result = trainer.fit()
     t_test = time.time()

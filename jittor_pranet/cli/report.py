@@ -10,6 +10,9 @@ def register(subparsers) -> None:
                               description="Reads each run's test/metrics.json (or a test --out folder's "
                                           "metrics.json) and prints mean +- std (sample std) per metric and class.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or folders holding metrics.json)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="which test scores of each run: best (best.pkl, chosen on validation: test/, default) or "
+                        "last (last.pkl, the final epoch: test_last/); train writes both")
     p.add_argument("--out", metavar="DIR", help="also write report.md, report.json and report.png (Dice per run) into DIR")
     p.set_defaults(func=run)
 
@@ -18,7 +21,7 @@ def run(args) -> int:
     from ..engine.run_report import collect_runs, markdown, plot_runs, summarise
     from ..utils.io import atomic_write_text
 
-    classes, records = collect_runs([Path(r) for r in args.runs])
+    classes, records = collect_runs([Path(r) for r in args.runs], args.checkpoint)
     summary = summarise(classes, records)
     text = markdown(summary, records)
     print(text)

@@ -147,6 +147,12 @@ def _load_nifti_header(path: Path):
     return img, shape
 
 
+def nifti_header(path: PathLike):
+    """(nibabel image, declared shape) of a NIfTI file, header only, after the plausibility check of
+    :func:`read_nifti` (the voxels stay on disk)."""
+    return _load_nifti_header(Path(path))
+
+
 def nifti_shape(path: PathLike) -> Tuple[int, ...]:
     """The volume shape a NIfTI header declares, after the plausibility check of :func:`read_nifti`."""
     return _load_nifti_header(Path(path))[1]
@@ -168,5 +174,5 @@ def read_nifti(path: PathLike) -> Tuple[np.ndarray, Tuple[float, ...]]:
     return array, zooms
 
 
-__all__ = ["DEFLATE_MAX_RATIO", "IMAGE_KEYS", "LABEL_KEYS", "nifti_shape", "read_arrays", "read_h5", "read_nifti",
+__all__ = ["DEFLATE_MAX_RATIO", "IMAGE_KEYS", "LABEL_KEYS", "nifti_header", "nifti_shape", "read_arrays", "read_h5", "read_nifti",
            "read_npz", "write_h5", "write_npz"]

@@ -284,7 +284,11 @@ def read_slice(record: SliceRecord, num_classes: int, label_table: Optional[np.n
                palette: Optional[np.ndarray] = None, channels: int = 1) -> Tuple[np.ndarray, np.ndarray]:
     """(image float32 H x W, or H x W x 3 for colour custom data; label int64 H x W), checked."""
     source = str(record.path)
-    if record.label_path is not None:
+    reader = getattr(record, "read_pair", None)  # records that read themselves (slices of nnU-Net NIfTI volumes)
+    if reader is not None:
+        image, label = reader()
+        source = f"{record.label_path}"
+    elif record.label_path is not None:
         rgb = read_image_rgb(record.path).astype(np.float32) / 255.0
         image = rgb if channels == 3 else rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         label = _read_label_png(record.label_path, palette)
@@ -404,7 +408,8 @@ def load_volume(record: VolumeRecord, num_classes: int, label_table: Optional[np
     """Read one volume (a file, or its slices stacked), check it, and attach its spacing if known."""
     if record.path is not None:
         source = str(record.path)
-        image, label, file_spacing = read_arrays(record.path)
+        reader = getattr(record, "read_volume", None)  # records that read themselves (nnU-Net NIfTI volumes)
+        image, label, file_spacing = reader() if reader is not None else read_arrays(record.path)
         image = _as_3d(image, source, "image").astype(np.float32)
         label = _as_3d(label, source, "label")
         if image.shape != label.shape:

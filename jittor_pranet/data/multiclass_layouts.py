@@ -22,7 +22,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -66,6 +66,8 @@ class MultiClassData:
     channels: int = 1
     val_source: str = "none"
     notes: List[str] = field(default_factory=list)
+    #: nnU-Net NIfTI volumes: their intensity preprocessing (fitted for training, a checkpoint's for testing)
+    intensity: Optional[Any] = None
 
     @property
     def num_classes(self) -> int:
@@ -225,7 +227,7 @@ IMAGE_CHANNELS = (1, 3)
 
 _EXPECTED = ("train_npz/ + test_vol_h5/ (Synapse), train/ valid/ test/ with .npz (ACDC, CASCADE), "
              "*_slice_<k>.h5 + <patient>_<frame>.h5 (ACDC, SSL4MIS), [train/]images/ + [train/]labels/ (custom), "
-             "dataset.json + imagesTr/ + labelsTr/ (nnU-Net raw, 2-D PNG)")
+             "dataset.json + imagesTr/ + labelsTr/ (nnU-Net raw: 2-D PNG or NIfTI volumes)")
 
 
 def _found_text(root: Path) -> str:
@@ -314,7 +316,7 @@ def load_multiclass_data(root: PathLike, class_names: Optional[Sequence[str]] = 
     return MultiClassData(kind=found["kind"], root=root, class_names=class_names, train_slices=train,
                           val_volumes=val, test_volumes=test, label_table=table, spacings=spacings,
                           palette=None if palette is None else np.asarray(palette, dtype=np.int64),
-                          channels=channels, val_source=val_source, notes=notes)
+                          channels=channels, val_source=val_source, notes=notes, intensity=found.get("intensity"))
 
 
 

@@ -67,6 +67,14 @@ def load_data(cfg: Dict[str, Any], log: Callable[[str], None] = print):
     if fmt != "auto" and fmt != data.kind:
         raise UserError(f"data.format is {fmt}, but {root} holds the {data.kind} layout")
     log(f"data: {data.summary()}")
+    if data.intensity is not None:  # raw volumes (nnU-Net NIfTI): normalised as fitted on the training cases
+        from ..data.nnunet import cases_of, check_cases, training_cases
+        from .volume_predict import describe_preprocessing
+
+        val_slices = [s for v in data.val_volumes for s in v.slices]
+        check_cases(cases_of(list(data.train_slices) + val_slices), data.num_classes)
+        pre = data.intensity.fit(training_cases(data.train_slices))
+        log(f"intensity: {describe_preprocessing(pre)} ({pre.get('source') or 'channel ' + repr(data.intensity.channel)})")
     return data
 
 
@@ -230,6 +238,19 @@ class MultiClassTrainer(Trainer):
         return {"val_mDice": means["mDice"], "val_mIoU": means["mIoU"]}
 
 
+def recorded_preprocessing(meta, checkpoint) -> Dict[str, Any]:
+    """The intensity preprocessing a checkpoint records; without one (older runs, official weights) the
+    Synapse CT window, with a warning, as ``predict`` on NIfTI files does."""
+    from .volume_predict import DEFAULT_PREPROCESSING, check_preprocessing, describe_preprocessing
+
+    pre = meta.get("preprocessing") if isinstance(meta, dict) else None
+    if pre is None:
+        pre = dict(DEFAULT_PREPROCESSING)
+        _log(f"warning: {checkpoint} records no intensity preprocessing; the raw volumes get the Synapse CT "
+             f"window: {describe_preprocessing(pre)}")
+    return check_preprocessing(pre)
+
+
 def checkpoint_path(run_dir: Path) -> Path:
     """best.pkl (chosen on validation volumes) when there is one, else last.pkl."""
     run_dir = Path(run_dir)
@@ -243,11 +264,15 @@ def evaluate_checkpoint(checkpoint, data, out_dir: Optional[Path], size: Optiona
 
     Returns ``(VolumeEvalResult, ModelSpec, size)``; with ``out_dir`` the per-class tables and
     overlays are written there."""
+    from ..checkpoint import read_state_dict
     from ..evaluation.volumes import evaluate_volumes
     from .model_spec import load_model
 
-    model, spec = load_model(checkpoint)
+    loaded = read_state_dict(checkpoint)
+    model, spec = load_model(checkpoint, loaded=loaded)
     size = int(size or spec.test_size or 224)
+    if data.intensity is not None:  # raw volumes: normalised as the model's training data was
+        data.intensity.use(recorded_preprocessing(loaded.meta, checkpoint))
     if spec.num_classes != data.num_classes:
         raise UserError(f"{checkpoint}: the model has {spec.num_classes} classes, the data {data.num_classes} "
                         f"(background + {', '.join(data.class_names)})")
@@ -289,18 +314,72 @@ def print_volume_table(result, title: str) -> None:
     sys.stdout.flush()
 
 
+#: where test_after_training writes the scores of each checkpoint (``report --checkpoint`` reads them)
+TEST_FOLDERS = {"best": "test", "last": "test_last"}
+
+
+def selected_epochs(run_dir: Path) -> Dict[str, Optional[Dict[str, Any]]]:
+    """From the run's ``metrics.json`` history: the epoch (and validation mDice) of best.pkl, the first
+    epoch with the highest validation mDice as the trainer keeps it, and of last.pkl, the final one."""
+    import json
+
+    path = Path(run_dir) / "metrics.json"
+    try:
+        history = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    except ValueError:
+        history = []
+    scored = [r for r in history if isinstance(r, dict) and r.get("val_mDice") is not None]
+    best = None
+    for r in scored:
+        if best is None or r["val_mDice"] > best["val_mDice"]:
+            best = r
+    last = history[-1] if history and isinstance(history[-1], dict) else None
+    pick = (lambda r: None if r is None else {"epoch": r.get("epoch"), "step": r.get("step"),
+                                              "val_mDice": r.get("val_mDice")})
+    return {"best": pick(best), "last": pick(last)}
+
+
 def test_after_training(run_dir: Path, cfg: Dict[str, Any], progress: bool = True):
-    """Score the test volumes (``data.test``, else the training root's test split) with best.pkl."""
+    """Score the test volumes (``data.test``, else the training root's test split) with both checkpoints
+    of the run: best.pkl (chosen on the validation volumes only) into ``<run>/test`` and last.pkl (the
+    final epoch) into ``<run>/test_last``; without validation there is only last.pkl, written to
+    ``<run>/test``. ``<run>/test_checkpoints.json`` records which epoch each one is and its test means.
+    Returns ``{"best"|"last": VolumeEvalResult}``."""
+    import json
+
+    from ..utils.io import atomic_write_text
+
     root = cfg["data"].get("test") or cfg["data"]["train"]
     data = test_data(root, cfg)
     if not data.test_volumes:
         _log(f"no test volumes in {root}: nothing to evaluate")
         return None
-    ckpt = checkpoint_path(run_dir)
-    result, _, _ = evaluate_checkpoint(ckpt, data, run_dir / "test", size=int(cfg["data"]["test_size"]
-                                                                              or cfg["data"]["train_size"]),
-                                       progress=progress,
-                                       hd95_convention=cfg.get("output", {}).get("hd95_convention", "medpy"))
-    print_volume_table(result, f"test volumes ({ckpt.name}, {len(data.test_volumes)} volumes from {root}):")
-    _log(f"wrote {run_dir / 'test'}/per_class.md, per_class.csv, metrics.json, overlays/")
-    return result
+    run_dir = Path(run_dir)
+    size = int(cfg["data"]["test_size"] or cfg["data"]["train_size"])
+    convention = cfg.get("output", {}).get("hd95_convention", "medpy")
+    epochs = selected_epochs(run_dir)
+    plan = [("best", run_dir / "best.pkl", run_dir / TEST_FOLDERS["best"]),
+            ("last", run_dir / LAST, run_dir / TEST_FOLDERS["last"])]
+    if not plan[0][1].is_file():  # no validation set: last.pkl is the run's only checkpoint
+        _log("no best.pkl (no validation volumes): scoring last.pkl only, into test/")
+        plan = [("last", run_dir / LAST, run_dir / TEST_FOLDERS["best"])]
+    results, summary = {}, {}
+    for which, ckpt, folder in plan:
+        result, _, _ = evaluate_checkpoint(ckpt, data, folder, size=size, progress=progress,
+                                           hd95_convention=convention)
+        at = epochs.get(which) or {}
+        chosen = (f"epoch {at.get('epoch')}, validation mDice {at['val_mDice']:.4f}" if at.get("val_mDice") is not None
+                  else f"epoch {at.get('epoch')}")
+        role = "best on validation" if which == "best" else "final epoch"
+        print_volume_table(result, f"test volumes, {ckpt.name} ({role}: {chosen}; {len(data.test_volumes)} volumes "
+                                   f"from {root}):")
+        _log(f"wrote {folder}/per_class.md, per_class.csv, metrics.json, overlays/")
+        results[which] = result
+        summary[which] = {"checkpoint": ckpt.name, "folder": folder.name, **at, "test": result.means()}
+    if len(results) == 2:
+        b, last = results["best"].means()["mDice"], results["last"].means()["mDice"]
+        print(f"test mean Dice: best.pkl {b:.4f} (epoch {summary['best'].get('epoch')}), last.pkl {last:.4f} "
+              f"(epoch {summary['last'].get('epoch')}); best.pkl was chosen on validation volumes only")
+        sys.stdout.flush()
+    atomic_write_text(run_dir / "test_checkpoints.json", json.dumps(summary, indent=2) + "\n")
+    return results

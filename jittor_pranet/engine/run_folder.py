@@ -9,7 +9,11 @@ from pathlib import Path
 from ..errors import UserError
 from ..utils.io import can_create_in
 
-RUN_RECORDS = ("config.yaml", "last.pkl", "best.pkl", "metrics.csv", "metrics.json", "steps.csv", "curves.png")
+RUN_RECORDS = ("config.yaml", "last.pkl", "best.pkl", "metrics.csv", "metrics.json", "steps.csv", "curves.png",
+               "test_metrics.json", "test_metrics.md", "test_metrics_last.json", "test_metrics_last.md",
+               "test_checkpoints.json")
+#: folders of test-set outputs written after training (binary maps; multi-class tables of best / last)
+RUN_FOLDERS = ("predictions", "predictions_last", "test", "test_last")
 
 
 def _is_main_rank() -> bool:
@@ -62,23 +66,33 @@ def make_run_dir(path: Path, overwrite: bool = False) -> Path:
 
         for name in RUN_RECORDS:
             (path / name).unlink(missing_ok=True)
-        for sub in ("predictions",):
+        for sub in RUN_FOLDERS:
             shutil.rmtree(path / sub, ignore_errors=True)
     return path
 
 
 def predict_and_evaluate(run_dir: Path, cfg) -> dict:
-    """Predict every test set with best.pkl (else last.pkl), write PNGs and the metrics table."""
+    """Predict every test set with both checkpoints of the run and write the metrics tables: best.pkl
+    (chosen on validation images only) into ``predictions/`` + ``test_metrics.{json,md}``, last.pkl (the
+    final epoch) into ``predictions_last/`` + ``test_metrics_last.{json,md}``; without validation images
+    there is only last.pkl, written as the first. Returns the metrics of the first (best.pkl)."""
     import json
 
     from ..utils.io import atomic_write_text
     from .testsets import predict_test_sets
 
-    ckpt = run_dir / "best.pkl" if (run_dir / "best.pkl").is_file() else run_dir / "last.pkl"
-    report = predict_test_sets(ckpt, cfg["data"]["test"], run_dir / "predictions",
-                               size=int(cfg["data"]["test_size"] or cfg["data"]["train_size"]))
-    table = report.markdown_table()
-    print(f"\ntest-set metrics ({ckpt.name}):\n{table}")
-    atomic_write_text(run_dir / "test_metrics.json", report.to_json())
-    atomic_write_text(run_dir / "test_metrics.md", table + "\n")
-    return json.loads(report.to_json())
+    plan = [("best.pkl", "predictions", "test_metrics"), ("last.pkl", "predictions_last", "test_metrics_last")]
+    if not (run_dir / "best.pkl").is_file():
+        print("no best.pkl (no validation images): scoring last.pkl only")
+        plan = [("last.pkl", "predictions", "test_metrics")]
+    first = None
+    for name, folder, stem in plan:
+        report = predict_test_sets(run_dir / name, cfg["data"]["test"], run_dir / folder,
+                                   size=int(cfg["data"]["test_size"] or cfg["data"]["train_size"]))
+        table = report.markdown_table()
+        role = "best on validation" if name == "best.pkl" else "final epoch"
+        print(f"\ntest-set metrics ({name}, {role}):\n{table}")
+        atomic_write_text(run_dir / f"{stem}.json", report.to_json())
+        atomic_write_text(run_dir / f"{stem}.md", table + "\n")
+        first = first if first is not None else json.loads(report.to_json())
+    return first

@@ -16,6 +16,8 @@ import numpy as np
 from jittor_pranet.errors import UserError
 
 METRICS = ("Dice", "IoU", "HD95_vox", "HD95_mm")
+#: the checkpoints of a run that ``train`` scores on the test volumes (test/ and test_last/)
+CHECKPOINTS = ("best", "last")
 
 
 def package_commit() -> str:
@@ -62,8 +64,25 @@ def read_provenance(config_path: Path) -> Dict[str, Optional[str]]:
     return {"commit": commit, "seed": seed}
 
 
-def _metrics_file(run: Path) -> Path:
-    for candidate in (run / "test" / "metrics.json", run / "metrics.json"):
+def _metrics_file(run: Path, checkpoint: str = "best") -> Path:
+    """The metrics.json of ``checkpoint`` (best / last) in a run folder: where ``test_checkpoints.json``
+    says (after training), else ``test/`` (best) or ``test_last/`` (last); a ``test --out`` folder's own
+    metrics.json for ``best``."""
+    folders = {"best": ["test"], "last": ["test_last"]}[checkpoint]
+    index = run / "test_checkpoints.json"
+    if index.is_file():
+        try:
+            written = json.loads(index.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise UserError(f"{index}: not valid JSON ({exc})") from None
+        entry = written.get(checkpoint) if isinstance(written, dict) else None
+        if isinstance(entry, dict) and isinstance(entry.get("folder"), str):
+            folders = [entry["folder"]]
+        elif checkpoint == "best" and isinstance(written, dict) and "last" in written:
+            raise UserError(f"{run}: has no best.pkl scores (trained without validation volumes: only last.pkl "
+                            "was scored); use --checkpoint last")
+    candidates = [run / f / "metrics.json" for f in folders] + ([run / "metrics.json"] if checkpoint == "best" else [])
+    for candidate in candidates:
         if candidate.is_file():
             try:
                 data = json.loads(candidate.read_text(encoding="utf-8"))
@@ -71,12 +90,16 @@ def _metrics_file(run: Path) -> Path:
                 raise UserError(f"{candidate}: not valid JSON ({exc})") from None
             if isinstance(data, dict) and "per_class" in data:
                 return candidate
-    raise UserError(f"{run}: no test/metrics.json with per-class scores (train with output.predict_test=true, "
-                    "or run test --out <run>/test)")
+    where = "test/metrics.json" if checkpoint == "best" else "test_last/metrics.json"
+    raise UserError(f"{run}: no {where} with per-class scores (train with output.predict_test=true, "
+                    f"or run test --out <run>/{where.split('/')[0]})")
 
 
-def collect_runs(runs: Sequence[Path]) -> Tuple[List[str], List[Dict[str, Any]]]:
-    """Class names and one record per run (its per-class metrics and provenance); runs must agree on classes."""
+def collect_runs(runs: Sequence[Path], checkpoint: str = "best") -> Tuple[List[str], List[Dict[str, Any]]]:
+    """Class names and one record per run (the per-class test metrics of its ``checkpoint``, best or
+    last, and its provenance); runs must agree on classes."""
+    if checkpoint not in CHECKPOINTS:
+        raise UserError(f"checkpoint must be {' or '.join(CHECKPOINTS)}, got {checkpoint!r}")
     if not runs:
         raise UserError("give at least one run folder")
     classes: Optional[List[str]] = None
@@ -85,14 +108,15 @@ def collect_runs(runs: Sequence[Path]) -> Tuple[List[str], List[Dict[str, Any]]]
         run = Path(run)
         if not run.is_dir():
             raise UserError(f"run folder not found: {run}")
-        path = _metrics_file(run)
+        path = _metrics_file(run, checkpoint)
         data = json.loads(path.read_text(encoding="utf-8"))
         names = list(data["per_class"])
         if classes is None:
             classes = names
         elif names != classes:
             raise UserError(f"{path}: classes {names} differ from the first run's {classes}")
-        records.append({"run": str(run), "per_class": data["per_class"], **read_provenance(run / "config.yaml")})
+        records.append({"run": str(run), "checkpoint": checkpoint, "per_class": data["per_class"],
+                        **read_provenance(run / "config.yaml")})
     return classes, records
 
 
@@ -128,7 +152,9 @@ def markdown(summary: Dict[str, Dict[str, Dict[str, Any]]], records: List[Dict[s
 
     seeds = ", ".join(str(r["seed"]) for r in records)
     commits = sorted({str(r["commit"]) for r in records})
-    lines = [f"{len(records)} runs (seeds {seeds}; commit {', '.join(commits)}); mean +- std over runs", "",
+    which = sorted({str(r.get("checkpoint", "best")) for r in records})
+    lines = [f"{len(records)} runs (seeds {seeds}; commit {', '.join(commits)}; checkpoint {', '.join(which)}); "
+             "mean +- std over runs", "",
              "| class | Dice | IoU | HD95 (voxels) | HD95 (mm) |", "|---|---:|---:|---:|---:|"]
     for name, row in summary.items():
         label = "**mean**" if name == "mean" else name

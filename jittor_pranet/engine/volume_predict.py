@@ -21,6 +21,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
+from ..data.volume_slices import (  # noqa: F401  (re-exported: the names predict and its tests use)
+    check_preprocessing,
+    describe_preprocessing,
+    from_slices,
+    normalise_intensity,
+    slice_axis_of,
+    to_slices,
+)
 from ..errors import UserError
 from ..utils.io import atomic_imwrite, atomic_write_with
 
@@ -63,6 +71,9 @@ def training_preprocessing(data) -> Optional[Dict[str, Any]]:
     ``dataset.json``, else from its layout (synapse: the CT window; acdc: per-volume min-max); None if unknown."""
     import json
 
+    intensity = getattr(data, "intensity", None)  # raw volumes normalised at read time (nnU-Net NIfTI)
+    if intensity is not None and intensity.preprocessing is not None:
+        return dict(intensity.preprocessing)
     manifest = None
     path = Path(data.root) / "dataset.json"
     if path.is_file():
@@ -78,49 +89,6 @@ def training_preprocessing(data) -> Optional[Dict[str, Any]]:
     if str(data.kind).startswith("acdc"):
         return {"intensity": "minmax", "in_plane": "descending"}
     return None
-
-
-def describe_preprocessing(pre: Dict[str, Any]) -> str:
-    if pre["intensity"] == "ct_window":
-        lo, hi = pre["window"]
-        text = f"CT window [{lo:g}, {hi:g}] HU scaled to [0, 1]"
-    else:
-        text = "per-volume min-max to [0, 1] (MRI)"
-    return text + ("" if pre.get("in_plane", "ascending") == "ascending" else ", in-plane axes swapped")
-
-
-def check_preprocessing(pre: Any) -> Dict[str, Any]:
-    """A recorded ``preprocessing`` entry, checked (one-line error when malformed)."""
-    if not isinstance(pre, dict) or pre.get("intensity") not in ("ct_window", "minmax"):
-        raise UserError(f"checkpoint preprocessing must have intensity ct_window or minmax, got {pre!r}")
-    if pre.get("in_plane", "ascending") not in ("ascending", "descending"):
-        raise UserError(f"checkpoint preprocessing in_plane must be ascending or descending, got {pre!r}")
-    if pre["intensity"] == "ct_window":
-        window = pre.get("window")
-        if not (isinstance(window, (list, tuple)) and len(window) == 2 and float(window[1]) > float(window[0])):
-            raise UserError(f"checkpoint preprocessing window must be [low, high] with high > low, got {window!r}")
-    return pre
-
-
-def normalise_intensity(volume: np.ndarray, pre: Dict[str, Any]) -> np.ndarray:
-    """float32 volume in [0, 1] as the prepare step produced it for training."""
-    if pre["intensity"] == "ct_window":
-        lo, hi = (float(v) for v in pre["window"])
-        return ((np.clip(volume, lo, hi) - lo) / (hi - lo)).astype(np.float32)
-    lo, hi = float(volume.min()), float(volume.max())
-    return ((volume - lo) / (hi - lo) if hi > lo else np.zeros_like(volume)).astype(np.float32)
-
-
-def slice_axis_of(affine: np.ndarray, zooms: Sequence[float]) -> int:
-    """The acquisition's slice axis: the voxel axis with the clearly largest spacing (thick slices);
-    for (near-)isotropic voxels, the voxel axis pointing most along the scanner's z (head-foot)."""
-    zooms = np.asarray(zooms[:3], dtype=np.float64)
-    order = np.argsort(zooms)[::-1]
-    if zooms[order[0]] > 1.01 * zooms[order[1]]:
-        return int(order[0])
-    directions = np.abs(np.asarray(affine, dtype=np.float64)[:3, :3])
-    directions = directions / np.maximum(directions.sum(axis=0, keepdims=True), 1e-12)
-    return int(np.argmax(directions[2]))
 
 
 @dataclass
@@ -169,19 +137,6 @@ def read_nifti_volume(path: Path) -> NiftiVolume:
         raise UserError(f"{path}: the volume holds NaN or infinite values")
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     return NiftiVolume(path=Path(path), data=data, affine=np.asarray(img.affine), header=img.header, zooms=zooms)
-
-
-def to_slices(volume: np.ndarray, axis: int, in_plane: str) -> np.ndarray:
-    """File voxel order -> D x H x W slices along ``axis`` (the prepared layout)."""
-    slices = np.moveaxis(volume, axis, 0)
-    return slices.transpose(0, 2, 1) if in_plane == "descending" else slices
-
-
-def from_slices(slices: np.ndarray, axis: int, in_plane: str) -> np.ndarray:
-    """Inverse of :func:`to_slices`."""
-    if in_plane == "descending":
-        slices = slices.transpose(0, 2, 1)
-    return np.moveaxis(slices, 0, axis)
 
 
 def _tiles(length: int, size: int) -> List[int]:
@@ -328,7 +283,7 @@ def predict_nifti(path: Path, out_dir: Path, predict_logits: PredictLogits, inpu
                   progress: bool = True) -> VolumeOutputs:
     """Predict one NIfTI volume; writes ``<stem>_seg.nii.gz`` (+ ``_prob_<class>.nii.gz``, ``_montage.png``)."""
     vol = read_nifti_volume(path)
-    slice_axis = slice_axis_of(vol.affine, vol.zooms) if axis is None else int(axis)
+    slice_axis = slice_axis_of(vol.affine, vol.zooms, vol.data.shape) if axis is None else int(axis)
     in_plane = preprocessing.get("in_plane", "ascending")
     slices = to_slices(normalise_intensity(vol.data, preprocessing), slice_axis, in_plane)
     stem = nifti_stem(path)
