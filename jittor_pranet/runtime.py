@@ -99,6 +99,7 @@ class RuntimeInfo:
     cudnn: Optional[str] = None
     cublas: Optional[str] = None
     build_only: bool = False
+    jittor_config_note: Optional[str] = None
     notes: list = field(default_factory=list)
     onednn_skipped: list = field(default_factory=list)  # oneDNN installations Jittor cannot use
 
@@ -122,6 +123,66 @@ def _jittor_home() -> Path:
         except (OSError, ValueError):
             pass
     return Path.home()
+
+
+def _read_jittor_config(cfg: Path, tries: int = 3) -> Optional[dict]:
+    """config.json as a dict ({} when absent); None when it stays unreadable over a few tries.
+
+    A read can land inside another process's non-atomic rewrite (an empty or cut file), so an
+    unreadable file is read again before it is called broken.
+    """
+    import json
+    import time
+
+    for attempt in range(tries):
+        if not cfg.exists():
+            return {}
+        try:
+            data = json.loads(cfg.read_text())
+            return data if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            if attempt + 1 < tries:
+                time.sleep(0.05)
+    return None
+
+
+def settle_jittor_config(home: Path, info: Optional["RuntimeInfo"] = None) -> Optional[str]:
+    """Make ``~/.cache/jittor/config.json`` agree with this run's Jittor home, written atomically.
+
+    ``jittor_utils.home()`` rewrites that file in place (open "w", then dump) in every process
+    whose ``JITTOR_HOME`` differs from the recorded one, including each ``asm_tuner.py`` helper
+    Jittor starts per CPU kernel compile; a concurrent reader then sees an empty file and fails
+    with a JSONDecodeError. Writing the value first, by rename, leaves Jittor nothing to rewrite.
+    A file that stays unreadable is replaced, since Jittor cannot start with it. Returns a note.
+    """
+    import json
+    import tempfile
+
+    cfg = Path.home() / ".cache" / "jittor" / "config.json"
+    data = _read_jittor_config(cfg)
+    note = None
+    if data is None:
+        data, note = {}, f"{cfg} was unreadable (not JSON); replaced"
+    env = os.environ.get("JITTOR_HOME")
+    if env:
+        wanted = os.path.abspath(env)
+        if data.get("JITTOR_HOME", str(Path.home())) != wanted:
+            data["JITTOR_HOME"] = wanted
+            note = (f"JITTOR_HOME={wanted} recorded in {cfg}: Jittor uses it as the default cache "
+                    "of later runs without JITTOR_HOME")
+    if note is None:
+        return None
+    try:
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".json", dir=cfg.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, cfg)
+    except OSError as e:  # read-only home: Jittor will try (and report) itself
+        return f"could not write {cfg}: {e}"
+    if info is not None:
+        info.jittor_config_note = note
+    return note
 
 
 def _site_package_dirs() -> list:
@@ -619,6 +680,7 @@ def configure(device: Optional[str] = None) -> RuntimeInfo:
             env["_JITTOR_PRANET_USE_MPI_OFF"] = "1"  # ours, not the user's: children under mpirun drop it
     elif env.pop("_JITTOR_PRANET_USE_MPI_OFF", None):
         env.pop("use_mpi", None)
+    settle_jittor_config(_jittor_home(), info)
     home = _jittor_home()
     info.jittor_home = str(home / ".cache" / "jittor")
 

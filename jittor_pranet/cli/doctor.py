@@ -38,6 +38,7 @@ def run(args) -> int:
          "python -m pip install " + " ".join(runtime.ONEDNN_PIP_PACKAGES)),
         *[("oneDNN skipped", note) for note in info.onednn_skipped],
         ("Jittor cache", info.jittor_home),
+        *([("Jittor config.json", info.jittor_config_note)] if info.jittor_config_note else []),
         ("torch (parity/bench)", _torch_version()),
         ("threads", str(os.cpu_count())),
     ]
