@@ -8,6 +8,7 @@ h5py and nibabel are imported where used, so the rest of the data layer works wi
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -37,24 +38,43 @@ def _pick(found: Sequence[str], wanted: Sequence[str], path: Path, what: str) ->
 def _spacing_tuple(value, path: Path) -> Spacing:
     if value is None:
         return None
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: voxel spacing must be numbers, got {value!r:.60}") from None
     if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise UserError(f"{path}: voxel spacing must be positive numbers, got {arr.tolist()}")
     return tuple(float(v) for v in arr)
+
+
+def _numeric(value, path: Path, key: str) -> np.ndarray:
+    """An array read from a file, refused unless it holds numbers (a string or object array, or an
+    h5 group where an array belongs, is a wrong file, not data)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise UserError(f"{path}: {key!r} holds {arr.dtype} values, not numbers")
+    return arr
 
 
 def read_npz(path: PathLike) -> Tuple[np.ndarray, np.ndarray, Spacing]:
     """(image, label, spacing or None) of an ``.npz`` slice or volume (keys image|img, label[, spacing])."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # an .npy saved under an .npz name
+            raise UserError(f"{path}: a single array ({type(data).__name__}), not an .npz archive with "
+                            f"{' or '.join(repr(k) for k in IMAGE_KEYS)} and 'label'")
+        with data:
             keys = list(data.files)
-            image = data[_pick(keys, IMAGE_KEYS, path, "image")]
-            label = data[_pick(keys, LABEL_KEYS, path, "label")]
+            image_key, label_key = _pick(keys, IMAGE_KEYS, path, "image"), _pick(keys, LABEL_KEYS, path, "label")
+            image = _numeric(data[image_key], path, image_key)
+            label = _numeric(data[label_key], path, label_key)
             spacing = data["spacing"] if "spacing" in keys else None
     except UserError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
     return image, label, _spacing_tuple(spacing, path)
 
@@ -71,16 +91,25 @@ def read_h5(path: PathLike) -> Tuple[np.ndarray, np.ndarray, Spacing]:
     try:
         with h5py.File(path, "r") as f:
             keys = list(f.keys())
-            image = f[_pick(keys, IMAGE_KEYS, path, "image")][()]
-            label = f[_pick(keys, LABEL_KEYS, path, "label")][()]
+            image_key, label_key = _pick(keys, IMAGE_KEYS, path, "image"), _pick(keys, LABEL_KEYS, path, "label")
+            image, label = (_h5_array(f, key, path) for key in (image_key, label_key))
             spacing = f.attrs.get("spacing")
             if spacing is None and "spacing" in keys:
-                spacing = f["spacing"][()]
+                spacing = _h5_array(f, "spacing", path)
     except UserError:
         raise
-    except OSError as exc:
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as exc:  # truncated file, broken link
         raise UserError(f"cannot read {path}: {exc}") from None
     return image, label, _spacing_tuple(spacing, path)
+
+
+def _h5_array(f, key: str, path: Path) -> np.ndarray:
+    import h5py
+
+    node = f[key]  # an external link to a missing file fails here (KeyError)
+    if not isinstance(node, h5py.Dataset):
+        raise UserError(f"{path}: {key!r} is an h5 {type(node).__name__.lower()}, not an array")
+    return _numeric(node[()], path, key)
 
 
 def read_arrays(path: PathLike) -> Tuple[np.ndarray, np.ndarray, Spacing]:

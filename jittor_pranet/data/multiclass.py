@@ -60,6 +60,8 @@ LABEL_REMAP_CHOICES = ("auto", "none", *LABEL_REMAPS)
 def remap_labels(label: np.ndarray, table: np.ndarray, source: str = "labels") -> np.ndarray:
     """``table[label]``; a value outside the table is an error naming ``source``."""
     label = np.asarray(label)
+    if label.dtype.kind == "f" and label.size and not np.isfinite(label).all():
+        raise UserError(f"{source}: label map holds NaN or infinite values")
     label = (np.rint(label) if label.dtype.kind == "f" else label).astype(np.int64)
     if label.size and (label.min() < 0 or label.max() >= len(table)):
         bad = int(label.max()) if label.max() >= len(table) else int(label.min())
@@ -224,7 +226,11 @@ def check_disjoint(first: Sequence[str], second: Sequence[str], first_name: str,
 def check_labels(label: np.ndarray, num_classes: int, source: str) -> np.ndarray:
     """``label`` as int64 after checking that every value is an integer in ``[0, num_classes)``."""
     arr = np.asarray(label)
+    if arr.dtype.kind not in "biuf":
+        raise UserError(f"{source}: label map holds {arr.dtype} values, not class numbers")
     if arr.dtype.kind == "f":
+        if arr.size and not np.isfinite(arr).all():
+            raise UserError(f"{source}: label map holds NaN or infinite values")
         rounded = np.rint(arr)
         if arr.size and np.max(np.abs(arr - rounded)) > 1e-3:
             raise UserError(f"{source}: label map holds non-integer values (e.g. {arr[arr != rounded].flat[0]:g})")
@@ -240,6 +246,14 @@ def check_labels(label: np.ndarray, num_classes: int, source: str) -> np.ndarray
         if low < 0:
             raise UserError(f"{source}: negative label value {low}")
     return arr
+
+
+def check_image(image: np.ndarray, source: str) -> np.ndarray:
+    """A NaN or infinite intensity would train silently into NaN weights: refuse the file instead."""
+    if image.size and not np.isfinite(image).all():
+        bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise UserError(f"{source}: image holds {bad} NaN or infinite values")
+    return image
 
 
 def _as_2d(array: np.ndarray, source: str, what: str) -> np.ndarray:
@@ -299,6 +313,7 @@ def read_slice(record: SliceRecord, num_classes: int, label_table: Optional[np.n
         label = _as_2d(label, source, "label")
     if image.shape[:2] != label.shape:
         raise UserError(f"{source}: image {tuple(image.shape[:2])} and label {tuple(label.shape)} differ in shape")
+    check_image(image, str(record.path))
     if label_table is not None:
         label = remap_labels(label, label_table, source)
     return image, check_labels(label, num_classes, source)
@@ -410,7 +425,7 @@ def load_volume(record: VolumeRecord, num_classes: int, label_table: Optional[np
         source = str(record.path)
         reader = getattr(record, "read_volume", None)  # records that read themselves (nnU-Net NIfTI volumes)
         image, label, file_spacing = reader() if reader is not None else read_arrays(record.path)
-        image = _as_3d(image, source, "image").astype(np.float32)
+        image = check_image(_as_3d(image, source, "image").astype(np.float32), source)
         label = _as_3d(label, source, "label")
         if image.shape != label.shape:
             raise UserError(f"{source}: image {tuple(image.shape)} and label {tuple(label.shape)} differ in shape")
@@ -440,6 +455,6 @@ def load_volume(record: VolumeRecord, num_classes: int, label_table: Optional[np
 __all__ = [
     "ACDC_CLASSES", "DATASET_JSON", "LABEL_REMAP_CHOICES", "LABEL_REMAPS", "SYNAPSE_14_TO_8", "SYNAPSE_CLASSES", "SYNAPSE_RAW_CLASSES",
     "ClassSet", "MultiClassSliceDataset", "SliceAugment", "SliceRecord", "VolumeCase", "VolumeRecord",
-    "case_of_volume", "check_disjoint", "check_labels", "file_stem", "load_volume", "parse_slice_name", "read_slice",
+    "case_of_volume", "check_disjoint", "check_image", "check_labels", "file_stem", "load_volume", "parse_slice_name", "read_slice",
     "remap_labels", "resize_slice", "slice_record", "split_cases", "volume_record", "volumes_from_slices",
 ]
