@@ -1,4 +1,4 @@
-"""Ctrl-C that always ends the command within seconds, with exit code 130.
+"""Ctrl-C and SIGTERM that always end the command within seconds, with exit code 130 / 143.
 
 Python turns SIGINT into ``KeyboardInterrupt`` only between bytecodes, and Jittor holds the GIL
 while it runs kernels or compiles operators (measured: a 30 s matmul chain let a Python thread run
@@ -6,7 +6,8 @@ once). A Ctrl-C during a long training step or a compile storm on a cold cache w
 So the command-line process chains a small C handler in front of Python's: it passes the signal
 on (Python still raises ``KeyboardInterrupt`` and cleans up when it can) and arms an alarm; if the
 process is still alive ``grace`` seconds later, the alarm prints ``interrupted`` and leaves with
-``_exit(130)``. Files are written atomically (temp file + rename), so even that path leaves no
+``_exit(130)``. SIGTERM takes the same path (Python raises ``errors.Terminated``; the alarm prints
+``terminated`` and leaves with 143). Files are written atomically (temp file + rename), so even that path leaves no
 half-written output behind, at worst a hidden ``.tmp``.
 
 The handler is ten lines of C compiled once with the C compiler Jittor itself needs, cached beside
@@ -29,23 +30,28 @@ _SOURCE = r"""
 #include <string.h>
 #include <unistd.h>
 
-static struct sigaction previous;
+static struct sigaction previous_int, previous_term;
 static unsigned grace_seconds = 3;
+static volatile sig_atomic_t exit_code = 130;
 
 static void on_alarm(int sig) {
-    static const char msg[] = "interrupted\n";
+    static const char interrupted[] = "interrupted\n", terminated[] = "terminated\n";
     (void)sig;
-    if (write(2, msg, sizeof msg - 1) < 0) {}
-    _exit(130);
+    if (exit_code == 143) {
+        if (write(2, terminated, sizeof terminated - 1) < 0) {}
+    } else if (write(2, interrupted, sizeof interrupted - 1) < 0) {}
+    _exit(exit_code);
 }
 
-static void on_interrupt(int sig, siginfo_t *info, void *ctx) {
-    if (previous.sa_flags & SA_SIGINFO) {
-        if (previous.sa_sigaction) previous.sa_sigaction(sig, info, ctx);
-    } else if (previous.sa_handler != SIG_IGN && previous.sa_handler != SIG_DFL) {
-        previous.sa_handler(sig);
+static void on_signal(int sig, siginfo_t *info, void *ctx) {
+    struct sigaction *previous = sig == SIGTERM ? &previous_term : &previous_int;
+    if (sig == SIGTERM) exit_code = 143;
+    if (previous->sa_flags & SA_SIGINFO) {
+        if (previous->sa_sigaction) previous->sa_sigaction(sig, info, ctx);
+    } else if (previous->sa_handler != SIG_IGN && previous->sa_handler != SIG_DFL) {
+        previous->sa_handler(sig);
     }
-    if (alarm(grace_seconds) != 0) alarm(1);  /* a second Ctrl-C: leave sooner */
+    if (alarm(grace_seconds) != 0) alarm(1);  /* a second signal: leave sooner */
 }
 
 int pranet_install_interrupt_watchdog(unsigned seconds) {
@@ -56,10 +62,11 @@ int pranet_install_interrupt_watchdog(unsigned seconds) {
     sigemptyset(&al.sa_mask);
     if (sigaction(SIGALRM, &al, NULL) != 0) return -1;
     memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_interrupt;
+    sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    return sigaction(SIGINT, &sa, &previous);
+    if (sigaction(SIGTERM, &sa, &previous_term) != 0) return -1;
+    return sigaction(SIGINT, &sa, &previous_int);
 }
 """
 
@@ -101,8 +108,8 @@ def _build(target: Path) -> bool:
 
 
 def install_watchdog(grace_seconds: int = 3) -> bool:
-    """Chain the C handler in front of the current SIGINT handler (call after Jittor's import has
-    settled the handlers). Returns whether it is active."""
+    """Chain the C handler in front of the current SIGINT and SIGTERM handlers (install Python's
+    handlers first: a later ``signal.signal`` replaces the chain). Returns whether it is active."""
     global _LIB
     import threading
 

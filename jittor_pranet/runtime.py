@@ -774,7 +774,7 @@ def _compile_workers_quit_on_sigint() -> None:
     """Jittor compiles kernels in a ``multiprocessing.Pool`` whose workers share the terminal's
     process group: a Ctrl-C made each print a ``KeyboardInterrupt`` traceback and could leave the
     pool's lock held, so the exit hook that shuts the pool down waited forever. Workers created from
-    now on leave quietly on SIGINT; the main process reports the interrupt and drops the pool without
+    now on leave quietly on SIGINT and SIGTERM; the main process reports the interrupt and drops the pool without
     its lock-taking shutdown (:func:`abandon_compile_pool`)."""
     try:
         import jittor_utils
@@ -788,6 +788,7 @@ def _compile_workers_quit_on_sigint() -> None:
         import signal
 
         signal.signal(signal.SIGINT, _quit_quietly)
+        signal.signal(signal.SIGTERM, _quit_quietly)  # the CLI's SIGTERM handler would print a traceback here
         original()
 
     initializer._quits_on_sigint = True

@@ -13,7 +13,7 @@ import sys
 import traceback
 from typing import List, Optional
 
-from ..errors import UserError
+from ..errors import Terminated, UserError, raise_terminated
 
 # command name -> module (relative to this package)
 COMMANDS = {
@@ -83,6 +83,7 @@ def _stop_after_interrupt() -> None:
 
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except ValueError:  # not the main thread
         pass
     if "jittor" in sys.modules:
@@ -99,18 +100,34 @@ def entry() -> None:
     (atomic writes) before this point, so nothing is lost."""
     from ..interrupt import install_watchdog
 
+    _raise_on_sigterm()  # Python's handler first: the watchdog chains in front of it
     install_watchdog(INTERRUPT_GRACE_S)
     code = _run(None)  # not main(): the console process may leave with its handlers changed
-    if code == 130:
+    if code in (130, 143):
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(130)
+        os._exit(code)
     sys.exit(code)
+
+
+def _raise_on_sigterm() -> None:
+    """SIGTERM raises :class:`~jittor_pranet.errors.Terminated` while a command runs, so that it
+    cleans up as after Ctrl-C instead of vanishing with half its outputs written. A SIGTERM that is
+    ignored (``SIG_IGN``) or handled outside Python (the console's watchdog) is left as it is."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not None and current != signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, raise_terminated)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run one command in-process and return its exit code. The process is left as it was found:
-    signal handlers (Ctrl-C is ignored while an interrupted command cleans up), environment
+    signal handlers (SIGTERM raises ``Terminated`` while the command runs; Ctrl-C and SIGTERM are
+    ignored while an interrupted command cleans up), environment
     variables and a pending alarm are restored when the command returns or raises."""
     from ..process_state import preserved
 
@@ -131,6 +148,7 @@ def _run(argv: Optional[List[str]]) -> int:
         parser.print_help()
         return 1
     in_mpi_job = _mpi_world_size() > 1
+    _raise_on_sigterm()
     try:
         code = int(args.func(args) or 0)
     except UserError as exc:
@@ -140,10 +158,11 @@ def _run(argv: Optional[List[str]]) -> int:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         code = 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
         _stop_after_interrupt()
-        print("interrupted", file=sys.stderr)
-        code = 130
+        terminated = isinstance(exc, Terminated)
+        print("terminated" if terminated else "interrupted", file=sys.stderr)
+        code = 143 if terminated else 130
     except Exception:
         if not in_mpi_job:
             raise

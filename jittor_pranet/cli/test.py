@@ -49,17 +49,17 @@ def _checkpoint_stem(path: str) -> str:
 
 
 def run(args) -> int:
-    from .common import RemovedIfLeftEmpty, check_output_folder
+    from ..utils.io import Unfinished
+    from .common import check_output_folder
 
     if args.workers < 1:
         raise UserError(f"--workers must be >= 1, not {args.workers}")
     loaded, spec, size = open_checkpoint(args)
     if spec.num_classes > 1:  # organs / cardiac structures: per-volume, per-class scores
-
         return _test_volumes(args, loaded, spec, size)
     out = Path(args.out) if args.out else Path("results") / _checkpoint_stem(args.checkpoint)
     check_output_folder(out, "--out")
-    with RemovedIfLeftEmpty(out):
+    with Unfinished(out):  # a failed or interrupted test leaves only what was there before
         return _test(args, loaded, spec, size, out)
 
 
@@ -86,9 +86,8 @@ def _test(args, loaded, spec, size, out: Path) -> int:
 
 def _test_volumes(args, loaded, spec, size: int) -> int:
     """``test --checkpoint X --data ROOT --out DIR`` for a multi-class checkpoint."""
-    from ..engine.multiclass import evaluate_checkpoint, print_volume_table, test_data
-    from ..engine.outputs import prepare_output_folder
-    from .common import setup_device
+    from ..engine.multiclass import test_data
+    from ..utils.io import Unfinished
 
     meta_cfg = loaded.meta.get("config") if isinstance(loaded.meta, dict) else None
     data = test_data(args.data, meta_cfg)
@@ -103,6 +102,15 @@ def _test_volumes(args, loaded, spec, size: int) -> int:
         size = model_info(spec.name).default_size  # the official multi-class size
         _info(f"input size {size} (the official multi-class training size; --size to change)")
     out = Path(args.out) if args.out else Path("results") / Path(args.checkpoint).name.split(".")[0]
+    with Unfinished(out):  # a failed or interrupted evaluation leaves no partial tables or overlays
+        return _evaluate_volumes(args, loaded, spec, size, data, meta_cfg, out)
+
+
+def _evaluate_volumes(args, loaded, spec, size: int, data, meta_cfg, out: Path) -> int:
+    from ..engine.multiclass import evaluate_checkpoint, print_volume_table
+    from ..engine.outputs import prepare_output_folder
+    from .common import setup_device
+
     prepare_output_folder(out, "--out")
     setup_device(args.device)
     convention = args.hd95 or ((meta_cfg or {}).get("output") or {}).get("hd95_convention") or "medpy"

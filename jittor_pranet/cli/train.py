@@ -52,14 +52,23 @@ def run(args) -> int:
     multiclass = resolved_task(cfg) == "multiclass"
     if multiclass:
         from ..engine.multiclass import MultiClassTrainer as Trainer  # noqa: F811
-    created = not run_dir.exists()
-    try:
-        trainer = Trainer(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress,
-                          prepare_run_dir=None if args.resume else (lambda: make_run_dir(run_dir, args.overwrite)))
-    except BaseException:
-        if created and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # a failed start leaves no empty run folder behind
-        raise
+    import contextlib
+
+    from ..utils.io import Unfinished
+
+    # A run stopped before its first last.pkl (a bad slice met in epoch 1, Ctrl-C, SIGTERM) leaves
+    # nothing behind; once last.pkl exists the folder is a resumable run and is kept as it is.
+    # Only the main process writes, so only it cleans up.
+    guard = Unfinished(run_dir, keep=("last.pkl",)) if is_main_process() else contextlib.nullcontext()
+    with guard:
+        return _train(args, cfg, run_dir, Trainer, multiclass, make_run_dir, predict_and_evaluate)
+
+
+def _train(args, cfg, run_dir: Path, Trainer, multiclass: bool, make_run_dir, predict_and_evaluate) -> int:
+    from ..engine.trainer import is_main_process
+
+    trainer = Trainer(cfg, run_dir, resume=bool(args.resume), progress=not args.no_progress,
+                      prepare_run_dir=None if args.resume else (lambda: make_run_dir(run_dir, args.overwrite)))
     if is_main_process():
         from ..engine.run_report import save_run_config
 

@@ -347,7 +347,7 @@ def test_after_training(run_dir: Path, cfg: Dict[str, Any], progress: bool = Tru
     Returns ``{"best"|"last": VolumeEvalResult}``."""
     import json
 
-    from ..utils.io import atomic_write_text
+    from ..utils.io import Unfinished, atomic_write_text
 
     root = cfg["data"].get("test") or cfg["data"]["train"]
     data = test_data(root, cfg)
@@ -365,8 +365,9 @@ def test_after_training(run_dir: Path, cfg: Dict[str, Any], progress: bool = Tru
         plan = [("last", run_dir / LAST, run_dir / TEST_FOLDERS["best"])]
     results, summary = {}, {}
     for which, ckpt, folder in plan:
-        result, _, _ = evaluate_checkpoint(ckpt, data, folder, size=size, progress=progress,
-                                           hd95_convention=convention)
+        with Unfinished(folder):  # an interrupted evaluation leaves no partial tables
+            result, _, _ = evaluate_checkpoint(ckpt, data, folder, size=size, progress=progress,
+                                               hd95_convention=convention)
         at = epochs.get(which) or {}
         chosen = (f"epoch {at.get('epoch')}, validation mDice {at['val_mDice']:.4f}" if at.get("val_mDice") is not None
                   else f"epoch {at.get('epoch')}")

@@ -78,7 +78,7 @@ def predict_and_evaluate(run_dir: Path, cfg) -> dict:
     there is only last.pkl, written as the first. Returns the metrics of the first (best.pkl)."""
     import json
 
-    from ..utils.io import atomic_write_text
+    from ..utils.io import Unfinished, atomic_write_many
     from .testsets import predict_test_sets
 
     plan = [("best.pkl", "predictions", "test_metrics"), ("last.pkl", "predictions_last", "test_metrics_last")]
@@ -87,12 +87,13 @@ def predict_and_evaluate(run_dir: Path, cfg) -> dict:
         plan = [("last.pkl", "predictions", "test_metrics")]
     first = None
     for name, folder, stem in plan:
-        report = predict_test_sets(run_dir / name, cfg["data"]["test"], run_dir / folder,
-                                   size=int(cfg["data"]["test_size"] or cfg["data"]["train_size"]))
-        table = report.markdown_table()
-        role = "best on validation" if name == "best.pkl" else "final epoch"
-        print(f"\ntest-set metrics ({name}, {role}):\n{table}")
-        atomic_write_text(run_dir / f"{stem}.json", report.to_json())
-        atomic_write_text(run_dir / f"{stem}.md", table + "\n")
+        with Unfinished(run_dir / folder):  # an interrupted prediction leaves no partial maps
+            report = predict_test_sets(run_dir / name, cfg["data"]["test"], run_dir / folder,
+                                       size=int(cfg["data"]["test_size"] or cfg["data"]["train_size"]))
+            table = report.markdown_table()
+            role = "best on validation" if name == "best.pkl" else "final epoch"
+            print(f"\ntest-set metrics ({name}, {role}):\n{table}")
+            atomic_write_many({run_dir / f"{stem}.json": report.to_json().encode(),
+                               run_dir / f"{stem}.md": (table + "\n").encode()})
         first = first if first is not None else json.loads(report.to_json())
     return first

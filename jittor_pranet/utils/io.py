@@ -9,7 +9,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, List, Mapping, Tuple, Union
+from typing import BinaryIO, Callable, Iterator, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -182,3 +182,54 @@ def staged_output_folder(out: PathLike, error=None) -> Iterator[Path]:
             except OSError:
                 break
         raise
+
+
+class Unfinished:
+    """What a command writes into a folder that may already hold files (a run folder, a results
+    folder): when the block fails (a bad file met half-way, a full disk, Ctrl-C, SIGTERM), the files
+    and folders it created are removed again and everything that was there before is left as it was.
+
+    ``keep``: file names that make the partial result worth keeping. A training run whose
+    ``last.pkl`` exists can be resumed, so if any ``keep`` file exists when the block fails,
+    nothing is removed."""
+
+    def __init__(self, folder: PathLike, keep: Sequence[str] = ()):
+        self.folder = Path(folder).absolute()
+        self.keep = tuple(keep)
+        self.before: set = set()
+        self.created_parents: List[Path] = []
+
+    def _entries(self) -> set:
+        if not self.folder.is_dir():
+            return set()
+        return {p for p in self.folder.rglob("*")}
+
+    def __enter__(self) -> "Unfinished":
+        self.before = self._entries()
+        p = self.folder
+        while not p.exists() and p != p.parent:
+            self.created_parents.append(p)  # deepest first, the folder itself included
+            p = p.parent
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None or any((self.folder / name).exists() for name in self.keep):
+            return False
+        new = sorted(self._entries() - self.before, key=lambda p: len(p.parts), reverse=True)
+        for path in new:  # deepest first: files, then the folders they emptied
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    path.rmdir()
+                else:
+                    path.unlink()
+            except OSError:
+                pass
+        for folder in self.created_parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        return False
+
+
+__all__ += ["Unfinished"]
