@@ -30,7 +30,7 @@ Invariants:
 * **The root may be replaced**: use the returned model (a Res2Net encoder passed on its own comes
   back as a :class:`FoldedRes2NetV1b` sharing its parameters).
 
-Outputs equal the unfolded model's within float32 rounding (``tests/test_fast.py`` checks them
+Outputs equal the unfolded model's within float32 rounding (``tests/kernels/test_fast.py`` checks them
 against PyTorch with the parity tolerance).
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ Prints one line per case; exits 1 if keys differ or any relative difference exce
 
 ``--keys OUT.json`` also builds the whole official ``MIST_CAM`` (9 classes, single and dual, without
 its pretrained-file loading) and writes every state_dict key with its shape, in order, plus the
-decoder / total parameter counts (``tests/data/mist_official_keys.json``).  ``lib/networks.py``
+decoder / total parameter counts (``tests/fixtures/mist_official_keys.json``).  ``lib/networks.py``
 imports ``timm`` for ImageNet constants only (its MaxxViT is vendored): when timm is missing a module
 holding those constants stands in; Python >= 3.11 rejects two dataclass defaults of the vendored
 MaxxViT (``conv_cfg: X = X()``), so ``lib`` is first copied to a temporary folder with those two

@@ -1,4 +1,4 @@
-"""Build the official EMCAD key list (``tests/data/emcad_official_keys.json``) from the official code.
+"""Build the official EMCAD key list (``tests/fixtures/emcad_official_keys.json``) from the official code.
 
 Usage: ``python tools/extract_emcad_official_keys.py OFFICIAL_EMCAD_DIR [OUT.json] [--check]``
 where OFFICIAL_EMCAD_DIR is ``multiclass_seg/EMCAD`` of an ai4colonoscopy/PraNet-V2 checkout (it holds
@@ -100,7 +100,7 @@ def main(argv) -> int:
         print(__doc__)
         return 2
     official_dir = Path(args[0])
-    default_out = Path(__file__).resolve().parents[1] / "tests/data/emcad_official_keys.json"
+    default_out = Path(__file__).resolve().parents[1] / "tests/fixtures/emcad_official_keys.json"
     out = Path(args[1]) if len(args) > 1 else default_out
     result = {"source": "ai4colonoscopy/PraNet-V2 multiclass_seg/EMCAD lib/networks.py EMCADNet(num_classes=9, "
                         "expansion_factor=2, kernel_sizes=[1,3,5], activation='relu6', lgag_ks=3, pretrain=False)",

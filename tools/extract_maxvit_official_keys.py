@@ -1,4 +1,4 @@
-"""Build the official MaxViT / MIST / Cascaded MERIT key lists (``tests/data/maxvit_official_keys.json``)
+"""Build the official MaxViT / MIST / Cascaded MERIT key lists (``tests/fixtures/maxvit_official_keys.json``)
 from the official code, and (``--check``) compare our PyTorch twins with the official classes.
 
 Usage: ``python tools/extract_maxvit_official_keys.py OFFICIAL_MULTICLASS_DIR [OUT.json] [--check]``
@@ -124,7 +124,7 @@ def main(argv) -> int:
         print(__doc__)
         return 2
     base = Path(args[0])
-    out_path = Path(args[1]) if len(args) > 1 else Path(__file__).resolve().parents[1] / "tests/data/maxvit_official_keys.json"
+    out_path = Path(args[1]) if len(args) > 1 else Path(__file__).resolve().parents[1] / "tests/fixtures/maxvit_official_keys.json"
     import torch
 
     models, m4 = _official_models(base)

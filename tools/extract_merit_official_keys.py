@@ -1,4 +1,4 @@
-"""Build the official CASCADE decoder key list (``tests/data/merit_official_decoder_keys.json``).
+"""Build the official CASCADE decoder key list (``tests/fixtures/merit_official_decoder_keys.json``).
 
 Usage: ``python tools/extract_merit_official_keys.py OFFICIAL_MERIT_DIR [OUT.json] [--check]``
 where OFFICIAL_MERIT_DIR is ``multiclass_seg/MERIT`` of an ai4colonoscopy/PraNet-V2 checkout (it
@@ -88,7 +88,7 @@ def main(argv) -> int:
         print(__doc__)
         return 2
     decoders = load_official_decoders(Path(args[0]))
-    default_out = Path(__file__).resolve().parents[1] / "tests/data/merit_official_decoder_keys.json"
+    default_out = Path(__file__).resolve().parents[1] / "tests/fixtures/merit_official_decoder_keys.json"
     out = Path(args[1]) if len(args) > 1 else default_out
     result = {"source": "ai4colonoscopy/PraNet-V2 multiclass_seg/MERIT lib/decoders.py CASCADE_Add(channels="
                         "[768,384,192,96]), CASCADE_Add_dual(channels=[768,384,192,96], num_class=9)",

@@ -14,7 +14,7 @@
 #   parity        forward parity on the device, PraNet-V2 Res2Net and PVT, 352x352, batch 2, every
 #                 tensor <= 5e-5 relative to the PyTorch reference (NVIDIA_TF32_OVERRIDE=0: float32)
 #   train_parity  one train-mode forward+loss+backward, PraNet-V2/PVT float32: loss <= 1e-5,
-#                 gradients <= 1e-3 of each tensor's max (the bounds of tests/test_train_parity.py)
+#                 gradients <= 1e-3 of each tensor's max (the bounds of tests/reference/test_train_parity.py)
 #   bench         `jittor-pranet bench` on the device: inference b1 and b16, training b8 with the
 #                 256/352/448 recipe, Jittor vs PyTorch synchronised, peak device memory, first-call time
 #   fp16          `--precision fp16` inference against float32 (probabilities within 1e-2) and its speed

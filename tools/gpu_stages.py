@@ -6,7 +6,7 @@
     python tools/gpu_stages.py train-loss   --run-dir DIR --json F
     python tools/gpu_stages.py summary      --work DIR --out DIR
 
-The training-step parity reuses the helpers of tests/test_train_parity.py (same models, same batch,
+The training-step parity reuses the helpers of tests/reference/test_train_parity.py (same models, same batch,
 same bounds: loss <= 1e-5, every gradient <= 1e-3 of its tensor's max) with Jittor on ``--device``
 and the PyTorch reference on the same device.  Each stage exits 0 when it ran and its check holds,
 1 when the check fails; a crash is reported by the shell script from the stage's exit code.
@@ -94,7 +94,7 @@ def stage_train_parity(args) -> int:
     from jittor_pranet.engine.optim import trainable_named_parameters
     from jittor_pranet.losses import pranet_loss
     from jittor_pranet.reference import torch_train as tt
-    from tests.test_train_parity import _batch, _pair, _rel
+    from tests.reference.test_train_parity import _batch, _pair, _rel
 
     tdev = _torch_device(args.device)
     jmodel, tmodel = _pair(args.model, seed=11)

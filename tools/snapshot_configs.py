@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Write the resolved form of every shipped config to tests/data/resolved_configs.json.
+"""Write the resolved form of every shipped config to tests/fixtures/resolved_configs.json.
 
 For each YAML in ``configs/`` and ``jittor_pranet/configs/``: the full config ``load_config`` returns
 (defaults, file, validation) and the inference subset ``cli.common.read_config`` picks from it.
-``tests/test_config_base.py`` compares the files against this snapshot, so that reorganising the files
+``tests/config/test_config_base.py`` compares the files against this snapshot, so that reorganising the files
 (a shared ``_base_``, moved comments) is proved not to change a single value. Regenerate it only when a
 recipe is meant to change:
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SNAPSHOT = ROOT / "tests" / "data" / "resolved_configs.json"
+SNAPSHOT = ROOT / "tests" / "fixtures" / "resolved_configs.json"
 
 
 def shipped_configs() -> list:

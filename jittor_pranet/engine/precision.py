@@ -24,7 +24,7 @@ def cast_model(net, precision: str):
     (its reduce op), and :class:`Predictor` casts the logits back to float32 before the sigmoid.
     Layers with weights cast float32 inputs (from parameter-free ops) to their own type
     (``ops.match_dtype``), so the rest is mixed precision.  Agreement with float32 is measured in
-    ``tests/test_predict.py`` (docs/benchmarks.md, "Half precision").  Meant for GPUs: on CPU, Jittor
+    ``tests/engine/test_predict.py`` (docs/benchmarks.md, "Half precision").  Meant for GPUs: on CPU, Jittor
     runs float16 through generic loops (oneDNN's paths and ours are float32), ~170x slower.
     """
     dtype = precision_dtype(precision)

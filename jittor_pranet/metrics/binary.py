@@ -15,7 +15,7 @@ Everything except the weighted F-measure is derived from one joint histogram per
 x GT label x S-measure quadrant), so no metric ever makes 256 passes over the pixels, and all counts and
 moments are exact integers.
 
-Differences from PySODMetrics 1.6.2 (``normalize=False``), each measured by ``tests/test_metrics.py``:
+Differences from PySODMetrics 1.6.2 (``normalize=False``), each measured by ``tests/metrics/test_metrics.py``:
 
 * E-measure: the toolbox divides by ``N - 1`` pixels, so a perfect (or perfectly empty) binarisation
   scores ``N / (N - 1) > 1``; we clip each per-threshold score at 1.  Deviation <= ``1 / (N - 1)``

@@ -3,7 +3,7 @@
 Written from the official PraNet-V2 ``multiclass_seg/EMCAD`` code (``EMCADNet``, ``EMCAD``,
 ``EMCAD_dual``, ``trainer.py``, ``utils.DiceLoss``) with the same module names, so that its
 state_dict keys and shapes are the official ones (checked against a key list extracted from the
-official classes, ``tests/data/emcad_official_keys.json``) and its forward performs the official
+official classes, ``tests/fixtures/emcad_official_keys.json``) and its forward performs the official
 operations in the official order, including:
 
 * EUCB upsamples with ``nn.Upsample(scale_factor=2)`` (nearest) and shuffles with one channel per

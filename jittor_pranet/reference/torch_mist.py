@@ -12,7 +12,7 @@ eval too), the attention output reshaped to H x W (the official: sqrt(HW) square
 the input (the official resizes to 256; here it must already be ``img_size`` square).
 
 With weights shared, this decoder equals the official ``CAM`` (official dropout disabled): see
-``tests/test_mist_parity.py`` for the measured difference.  Initial weights are PyTorch's defaults, as
+``tests/reference/test_mist_parity.py`` for the measured difference.  Initial weights are PyTorch's defaults, as
 in the official code (no scheme of its own).  The MaxViT encoder comes from
 :func:`jittor_pranet.reference.torch_maxvit.build_torch_maxvit`.
 """

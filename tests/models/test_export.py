@@ -9,8 +9,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from conftest import run_cli  # noqa: E402
-from test_predict import _one_error_line  # noqa: E402
+from conftest import one_error_line, run_cli  # noqa: E402
 
 from jittor_pranet.errors import UserError  # noqa: E402
 
@@ -97,10 +96,10 @@ def test_cli_export_and_bad_arguments(tmp_path, capsys):
         if target.name == "dir.onnx":
             target.mkdir()
         code, _, err = run_cli(["export", ckpt, target, "--size", SIZE], capsys)
-        assert code == 2 and needle in _one_error_line(err)
+        assert code == 2 and needle in one_error_line(err)
     code, _, err = run_cli(["export", tmp_path / "none.pkl", tmp_path / "x.onnx"], capsys)
-    assert code == 2 and _one_error_line(err)
+    assert code == 2 and one_error_line(err)
     code, _, err = run_cli(["export", ckpt, tmp_path / "x.onnx", "--size", 50], capsys)
-    assert code == 2 and "multiple of 32" in _one_error_line(err)
+    assert code == 2 and "multiple of 32" in one_error_line(err)
     leftovers = sorted(p.name for p in tmp_path.iterdir())
     assert leftovers == sorted([ckpt.name, "ok.onnx", "dir.onnx"])

@@ -41,7 +41,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path, tiny_data)
     assert done.returncode == 0, done.stderr[-2000:]
 
     # the child is killed on purpose: this pytest process survives it because importing jittor_pranet
-    # gives SIGCHLD back to Python (Jittor's handler would quick-exit us; tests/test_signals.py)
+    # gives SIGCHLD back to Python (Jittor's handler would quick-exit us; tests/runtime/test_signals.py)
     proc = subprocess.Popen(_train_cmd(crash_dir, tiny_data, extra), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     killed_at = None

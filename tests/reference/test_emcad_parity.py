@@ -1,7 +1,7 @@
 """EMCAD-B2 and EMCAD-B2 + DSRA: official key names, forward parity and one multi-class loss step.
 
 * Keys: our Jittor models and our PyTorch reference have exactly the official state_dict keys and
-  shapes (``tests/data/emcad_official_keys.json``, extracted from the official classes by
+  shapes (``tests/fixtures/emcad_official_keys.json``, extracted from the official classes by
   ``tools/extract_emcad_official_keys.py``; that tool also found the reference's outputs identical
   to the official model's with shared weights: relative difference 0.0).
 * Forward parity: every encoder stage, every decoder stage (LGAG gates, MSCB outputs, heads, fused
@@ -29,7 +29,8 @@ from jittor_pranet.reference import torch_emcad as te  # noqa: E402
 from jittor_pranet.reference import torch_models as tm  # noqa: E402
 
 TOL = 5e-5
-OFFICIAL = json.loads((Path(__file__).parent / "data" / "emcad_official_keys.json").read_text())
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+OFFICIAL = json.loads((FIXTURES / "emcad_official_keys.json").read_text())
 MODELS = ("emcad_b2", "emcad_b2_dsra")
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from jittor_pranet import runtime
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "install.sh"
 
 

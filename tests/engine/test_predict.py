@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import one_error_line, run_cli
 from PIL import Image
 
 from jittor_pranet.data import preprocess_rgb
@@ -97,12 +97,6 @@ def _read(path):
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     assert arr is not None, path
     return arr
-
-
-def _one_error_line(err):
-    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 # ------------------------------------------------------------------------------ numpy helpers
@@ -320,7 +314,7 @@ def test_model_name_from_option_when_checkpoint_has_none(tmp_path, capsys, ckpts
     alien = ["predict", "--checkpoint", tmp_path / "alien.pth", tmp_path / "x.png", "--out", tmp_path / "a",
              "--size", SIZE, "--device", "cpu", "--no-progress"]
     code, _, err = run_cli(alien, capsys)
-    assert code == 2 and "--model" in _one_error_line(err)
+    assert code == 2 and "--model" in one_error_line(err)
     # --model (and the encoder, from a config) say what it is
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"model:\n  name: {SMALL}\n  encoder: pvt_v2_b0\n")
@@ -372,7 +366,7 @@ def test_test_command_predicts_and_evaluates_all_sets(tmp_path, capsys, ckpts):
     assert set(json.loads((tmp_path / "res2" / "metrics.json").read_text())) == {"Kvasir"}
     code, _, err = run_cli(["test", "--checkpoint", ckpts["small"], "--data", tmp_path / "TestDataset",
                             "--sets", "ETIS", "--size", SIZE], capsys)
-    assert code == 2 and "ETIS" in _one_error_line(err) and "CVC-300" in err
+    assert code == 2 and "ETIS" in one_error_line(err) and "CVC-300" in err
 
 
 def test_predict_test_sets_api(tmp_path, ckpts):
@@ -392,7 +386,7 @@ def test_test_of_a_multiclass_checkpoint_wants_volumes(tmp_path, capsys, ckpts):
     _test_tree(tmp_path / "T", np.random.default_rng(11))
     code, _, err = run_cli(["test", "--checkpoint", ckpts["multi"], "--data", tmp_path / "T", "--size", SIZE], capsys)
     # a multi-class checkpoint is scored on volumes: a polyp test tree is not a multi-class dataset
-    assert code == 2 and "no multi-class dataset layout" in _one_error_line(err)
+    assert code == 2 and "no multi-class dataset layout" in one_error_line(err)
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -458,7 +452,7 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, ckpts, case):
     args, needle = _bad_case(tmp_path, case, ckpts)
     code, _, err = run_cli(args, capsys)
     assert code == 2, err
-    assert needle in _one_error_line(err)
+    assert needle in one_error_line(err)
     out = tmp_path / "out"
     if out.is_dir():  # nothing half-written: only complete maps, no temporary files
         assert not list(out.glob(".*"))
@@ -482,9 +476,9 @@ def test_test_bad_data(tmp_path, capsys, ckpts):
     (tmp_path / "T" / "Kvasir" / "images").mkdir(parents=True)
     (tmp_path / "T" / "Kvasir" / "masks").mkdir(parents=True)
     code, _, err = run_cli(["test", "--checkpoint", ckpts["small"], "--data", tmp_path / "T", "--size", SIZE], capsys)
-    assert code == 2 and "no image files" in _one_error_line(err)
+    assert code == 2 and "no image files" in one_error_line(err)
     code, _, err = run_cli(["test", "--checkpoint", ckpts["small"], "--data", tmp_path / "missing"], capsys)
-    assert code == 2 and "missing" in _one_error_line(err)
+    assert code == 2 and "missing" in one_error_line(err)
 
 
 def test_half_precision_predictions_match_float32(ckpts, capsys, tmp_path):

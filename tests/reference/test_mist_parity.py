@@ -6,7 +6,7 @@
   identical order, every output equal (worst relative difference 0.0, measured 2026-12-03); decoder
   parameters 221,246,400 (single) and 221,272,392 (dual, 9 classes), as the official class counts.
 * Keys: the Jittor decoder's state_dict keys, order and shapes are the twin's and the official ones
-  (``tests/data/mist_official_keys.json``, written by that tool from the official ``MIST_CAM``), and so
+  (``tests/fixtures/mist_official_keys.json``, written by that tool from the official ``MIST_CAM``), and so
   are the whole model's (700 keys single, 716 dual; 286,500,924 / 286,526,916 parameters at 9 classes).
 * Forward parity, eval mode, random weights / LayerNorm parameters copied from the twin (float64):
   every block output (``d5`` .. ``d1``), every DSRA head and every output within 5e-5 of max |torch|,
@@ -41,7 +41,8 @@ from jittor import nn  # noqa: E402
 
 TOL = 5e-5
 SMALL = (96, 192, 384, 768)
-OFFICIAL = json.loads((Path(__file__).parent / "data" / "mist_official_keys.json").read_text())
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+OFFICIAL = json.loads((FIXTURES / "mist_official_keys.json").read_text())
 ENCODER = "maxxvit_rmlp_small_rw_256"
 
 

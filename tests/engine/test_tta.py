@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import run_cli
-from test_predict import SIZE, SMALL, SMALL_META, _one_error_line, _save, _textured
+from conftest import one_error_line, run_cli
+from test_predict import SIZE, SMALL, SMALL_META, _save, _textured
 
 from jittor_pranet.errors import UserError
 
@@ -104,5 +104,5 @@ def test_cli_tta_predict_and_errors(tmp_path, capsys, ckpt):
     for extra, needle in ((["--tta", "rotate"], "--tta"), (["--tta", "scales", "--tta-scales", "1,1.01"], "both give"),
                           (["--tta", "scales", "--tta-scales", "x"], "--tta-scales")):
         code, _, err = run_cli(base + ["--out", tmp_path / "bad"] + extra, capsys)
-        assert code == 2 and needle in _one_error_line(err)
+        assert code == 2 and needle in one_error_line(err)
         assert "model:" not in err  # refused before the model was loaded

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "jittor_pranet"
+PACKAGE = Path(__file__).resolve().parents[2] / "jittor_pranet"
 
 
 def test_listing_models_and_validating_a_config_import_no_jittor():

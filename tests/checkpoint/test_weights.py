@@ -7,8 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
-from test_predict import _one_error_line
+from conftest import one_error_line, run_cli
 
 from jittor_pranet.errors import UserError
 
@@ -99,7 +98,7 @@ def test_verify_passes_then_catches_a_corrupted_file(folder, capsys):
         (d / name).write_bytes(bytes(data))
     code, out, err = run_cli(["weights", "verify", d], capsys)
     assert code == 2
-    line = _one_error_line(err)
+    line = one_error_line(err)
     assert "2 file(s) do not match" in line and "PVT-V2.pth" in line and f"enc-{tag}.pth" in line
     assert out.count("MISMATCH") == 2
 
@@ -125,6 +124,6 @@ def test_convert_every_official_checkpoint(folder, capsys, tmp_path):
 
 def test_bad_folder_and_manifest(tmp_path, capsys):
     code, _, err = run_cli(["weights", "list", tmp_path / "nope"], capsys)
-    assert code == 2 and "does not exist" in _one_error_line(err)
+    assert code == 2 and "does not exist" in one_error_line(err)
     code, _, err = run_cli(["weights", "list", tmp_path, "--manifest", tmp_path / "m.json"], capsys)
-    assert code == 2 and "not found" in _one_error_line(err)
+    assert code == 2 and "not found" in one_error_line(err)

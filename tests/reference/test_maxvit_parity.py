@@ -1,7 +1,7 @@
 """MaxViT encoders: timm's key names, forward parity with the PyTorch twin, identification, input checks.
 
 * Keys: every variant has exactly the state_dict keys, shapes and order of the official
-  ``maxxvit_4out`` classes (``tests/data/maxvit_official_keys.json``, extracted by
+  ``maxxvit_4out`` classes (``tests/fixtures/maxvit_official_keys.json``, extracted by
   ``tools/extract_maxvit_official_keys.py``, which also found the twin's four stage maps identical to
   the official encoder's with shared weights: relative difference 0.0 in float64 for all 8 variants).
 * Forward parity: all four stage maps, eval mode, weights, BatchNorm statistics, LayerNorms and
@@ -27,7 +27,8 @@ from jittor_pranet.reference import torch_models as tm  # noqa: E402
 from jittor_pranet.reference.torch_maxvit import build_torch_maxvit  # noqa: E402
 
 TOL = 5e-5
-OFFICIAL = json.loads((Path(__file__).parent / "data" / "maxvit_official_keys.json").read_text())
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+OFFICIAL = json.loads((FIXTURES / "maxvit_official_keys.json").read_text())
 
 
 def _pair(name, size, seed=0):

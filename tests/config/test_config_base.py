@@ -12,8 +12,8 @@ from jittor_pranet.cli.common import read_config
 from jittor_pranet.config import load_config, read_config_file
 from jittor_pranet.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAPSHOT = ROOT / "tests" / "data" / "resolved_configs.json"
+ROOT = Path(__file__).resolve().parents[2]
+SNAPSHOT = ROOT / "tests" / "fixtures" / "resolved_configs.json"
 
 
 def _shipped():

@@ -20,7 +20,7 @@ import pytest
 
 from jittor_pranet import runtime
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fake_toolkit(tmp_path: Path) -> runtime.CudaToolkit:

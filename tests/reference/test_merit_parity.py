@@ -2,7 +2,7 @@
 
 * Keys: our Jittor ``CascadeDecoder`` has exactly the official ``CASCADE_Add`` / ``CASCADE_Add_dual``
   state_dict keys, in order, with their shapes and parameter counts (18,479,291 / 18,602,123 at
-  768/384/192/96; ``tests/data/merit_official_decoder_keys.json``, written from the official classes by
+  768/384/192/96; ``tests/fixtures/merit_official_decoder_keys.json``, written from the official classes by
   ``tools/extract_merit_official_keys.py``); our PyTorch twin has the same keys at every width.
 * Official vs twin (PyTorch, not runnable here: the official code is not part of the project): with
   shared random weights (randomised BatchNorm statistics), eval mode, the tool's ``--check`` measured
@@ -44,7 +44,8 @@ from jittor_pranet.reference import torch_models as tm  # noqa: E402
 from jittor import nn  # noqa: E402
 
 TOL = 5e-5
-OFFICIAL = json.loads((Path(__file__).parent / "data" / "merit_official_decoder_keys.json").read_text())
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+OFFICIAL = json.loads((FIXTURES / "merit_official_decoder_keys.json").read_text())
 FULL = tuple(OFFICIAL["channels"])  # 768, 384, 192, 96 (small MaxViTs)
 GAINS = {"softmax": True, "difference": False}
 

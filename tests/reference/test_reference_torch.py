@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from jittor_pranet.reference import torch_models as tm  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 V1_NAMES = ("pranet_v1_res2net", "pranet_v1_pvt")

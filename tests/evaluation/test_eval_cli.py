@@ -17,7 +17,7 @@ from jittor_pranet.errors import UserError
 from jittor_pranet.evaluation import evaluate_folders, evaluate_folders_detailed, pair_folders
 from jittor_pranet.metrics import METRIC_KEYS, PolypMetrics
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _pair(rng, h=36, w=48):

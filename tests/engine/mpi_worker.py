@@ -1,8 +1,8 @@
-"""Helper run by tests/test_mpi.py (directly, or under ``mpirun -np N``): one training step's
+"""Helper run by tests/engine/test_mpi.py (directly, or under ``mpirun -np N``): one training step's
 gradients as the optimizer sees them (all-reduced mean under MPI, no clipping), the loss averaged over
 ranks and the BatchNorm running statistics after the step, written by rank 0 to an .npz file.
 
-usage: python tests/mpi_worker.py DATA_ROOT OUT.npz BATCH_PER_RANK [float32|float64] [MODEL]
+usage: python tests/engine/mpi_worker.py DATA_ROOT OUT.npz BATCH_PER_RANK [float32|float64] [MODEL]
 """
 import sys
 import tempfile

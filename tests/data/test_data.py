@@ -448,4 +448,4 @@ def test_data_layer_does_not_import_jittor():
     import sys
 
     code = "import sys, jittor_pranet.data; sys.exit('jittor' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 0

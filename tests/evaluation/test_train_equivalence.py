@@ -21,7 +21,7 @@ from jittor_pranet.evaluation.equivalence import (
     welch_interval,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tool():

@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import run_cli
-from test_predict import SIZE, SMALL, SMALL_META, _one_error_line, _save, _textured
+from conftest import one_error_line, run_cli
+from test_predict import SIZE, SMALL, SMALL_META, _save, _textured
 
 N_FRAMES, W, H, FPS = 30, 97, 75, 12.0
 
@@ -163,7 +163,7 @@ def test_bad_video_input_is_one_error_line(tmp_path, capsys, ckpt, video, case):
     else:
         code, _, err = run_cli(args, capsys)
         assert code == 2
-        _one_error_line(err)
+        one_error_line(err)
     if case != "out_is_file":
         assert not out.exists() or not any(out.iterdir())  # nothing written, not even a temporary file
 

@@ -292,7 +292,7 @@ def test_every_shipped_config_loads():
     """The recipes in configs/ and the packaged quickstart configs pass the declared checks."""
     from jittor_pranet.config import load_config
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     paths = sorted((root / "configs").glob("*.yaml")) + sorted((root / "jittor_pranet" / "configs").glob("*.yaml"))
     assert len(paths) >= 10
     for path in paths:
