@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("torch", reason="the memory benchmark compares against the PyTorch twin")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "tools" / "bench_memory.py"
 
 
