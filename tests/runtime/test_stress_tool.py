@@ -27,7 +27,7 @@ def test_check_sees_bad_predictions(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     Image.fromarray(np.zeros(tool.IMAGE_HW, np.uint8)).save(out / "000.png")
-    assert _verdict(tool, capsys, "predict", out) == {"files": 1, "problems": []}
+    assert _verdict(tool, capsys, "predict", out) == {"files": 1, "problems": [], "complete": False}
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(out / "001.png")
     good = (out / "000.png").read_bytes()
     (out / "002.png").write_bytes(good[: len(good) // 2])
@@ -36,6 +36,21 @@ def test_check_sees_bad_predictions(tmp_path, capsys):
     assert any(p.startswith("001.png: size") for p in problems), problems
     assert any(p.startswith("002.png:") for p in problems), problems
     assert "stray file .003.png.tmp" in problems
+
+
+def test_complete_means_every_prediction_written_and_sound(tmp_path, capsys):
+    """Exit 0 after a late signal passes only when every output is there: 'complete' must see one missing."""
+    tool = _tool()
+    tool.N_IMAGES = 3
+    out = tmp_path / "out"
+    out.mkdir()
+    for i in range(2):
+        Image.fromarray(np.zeros(tool.IMAGE_HW, np.uint8)).save(out / f"{i:03d}.png")
+    assert _verdict(tool, capsys, "predict", out)["complete"] is False
+    Image.fromarray(np.zeros(tool.IMAGE_HW, np.uint8)).save(out / "002.png")
+    assert _verdict(tool, capsys, "predict", out)["complete"] is True
+    Image.fromarray(np.zeros((5, 5), np.uint8)).save(out / "003.png")
+    assert _verdict(tool, capsys, "predict", out)["complete"] is False
 
 
 def test_check_sees_a_run_left_without_last_pkl(tmp_path, capsys):
