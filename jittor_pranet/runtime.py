@@ -793,9 +793,22 @@ def _compile_workers_quit_on_sigint() -> None:
 
     initializer._quits_on_sigint = True
     jittor_utils.pool_initializer = initializer
+    # Jittor's exit hook shuts its pool down with Pool.terminate(), which under mpirun was seen to
+    # wait forever on a worker it never signalled (the rank, and so the job, never ended); idle
+    # workers are killed instead (the run_cmds that makes a pool registers this module attribute)
+    jittor_utils._original_pool_cleanup = jittor_utils.pool_cleanup
+    jittor_utils.pool_cleanup = _kill_compile_pool_at_exit
 
 
-def abandon_compile_pool() -> None:
+def _kill_compile_pool_at_exit() -> None:
+    if _SIGNALS_RESTORED:
+        abandon_compile_pool(at_exit=True)
+    else:  # Jittor's SIGCHLD handler would turn a killed worker into exit code 1
+        jittor_utils = sys.modules["jittor_utils"]
+        jittor_utils._original_pool_cleanup()
+
+
+def abandon_compile_pool(at_exit: bool = False) -> None:
     """After Ctrl-C: kill Jittor's compile workers and drop the pool without its shutdown hooks.
 
     ``Pool.terminate()`` (run by Jittor's exit hook and by multiprocessing's finaliser) first takes
@@ -830,7 +843,9 @@ def abandon_compile_pool() -> None:
     finaliser = getattr(pool, "_terminate", None)
     if finaliser is not None and hasattr(finaliser, "cancel"):
         finaliser.cancel()
-    atexit.unregister(jittor_utils.pool_cleanup)
+    if not at_exit:  # Jittor's exit hook, ours or the original when Jittor was imported before us
+        atexit.unregister(jittor_utils.pool_cleanup)
+        atexit.unregister(getattr(jittor_utils, "_original_pool_cleanup", jittor_utils.pool_cleanup))
     try:
         del jittor_utils.p
     except AttributeError:

@@ -7,6 +7,7 @@ comparison could not see a missing synchronisation.
 """
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +20,30 @@ pytestmark = pytest.mark.skipif(MPIRUN is None, reason="OpenMPI is not installed
 WORKER = Path(__file__).with_name("mpi_worker.py")
 
 
+def _run_group(argv, timeout, env):
+    """Run a command in its own process group; on timeout kill the whole group (``mpirun`` and its
+    ranks: killing ``mpirun`` alone left the ranks running, holding Jittor's cache lock for the tests
+    after it) and fail with what it printed so far."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                          start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"{' '.join(map(str, argv[:8]))} ... did not end within {timeout} s:\n"
+                        f"{(out + err)[-3000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def _mpirun_argv(argv, timeout=900):
-    """``mpirun <argv>``: argv is ``-np N program ...`` (or several such groups joined by ":")."""
+    """``mpirun <argv>``: argv is ``-np N program ...`` (or several such groups joined by ":").
+
+    ``--bind-to none``: OpenMPI binds each rank to one core by default, and a rank's Jittor then
+    compiles its kernels on that core alone (a cold cache took many minutes)."""
     env = dict(os.environ, OMPI_MCA_btl="self,vader", OMPI_MCA_rmaps_base_oversubscribe="1",
                OMP_NUM_THREADS="1")  # 2 ranks on 2 cores: one thread each
-    return subprocess.run([MPIRUN, "--allow-run-as-root", "--oversubscribe", *argv], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return _run_group([MPIRUN, "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", *argv], timeout, env)
 
 
 def _mpirun(n, args, timeout=900):
@@ -46,8 +65,8 @@ def _rel(a, b):
 
 def _run_pair(tmp_path, mpi_data, dtype, model="pranet_v2_pvt"):
     single, dist = tmp_path / f"single_{dtype}.npz", tmp_path / f"dist_{dtype}.npz"
-    done = subprocess.run([sys.executable, str(WORKER), str(mpi_data), str(single), "4", dtype, model],
-                          capture_output=True, text=True, timeout=900, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    done = _run_group([sys.executable, str(WORKER), str(mpi_data), str(single), "4", dtype, model], 900,
+                      dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 0, done.stderr[-3000:]
     done = _mpirun(2, [sys.executable, str(WORKER), str(mpi_data), str(dist), "2", dtype, model])
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
