@@ -1,18 +1,19 @@
 """CPU kernels for Jittor: one module per op family, each with its loader (C++ in ``csrc/``,
 compiled on first use), its autograd wrapper and a small functional API.
 
-=============  ============================================================================
-module         ops
-=============  ============================================================================
-``conv``       convolutions (1x1 as GEMM on NCHW, others through cached oneDNN primitives;
-               token-major layouts; folded-inference window ops)
-``batchnorm``  training-mode BatchNorm (+ residual, + ReLU)
-``layernorm``  LayerNorm over the last dimension
-``gelu``       exact GELU
-``attention``  multi-head attention on token-major tensors
-``pooling``    max / average pooling (folded inference)
-``linear``     linear layer (+ residual) for inference
-=============  ============================================================================
+====================  ============================================================================
+module                ops
+====================  ============================================================================
+``conv``              convolutions (1x1 as GEMM on NCHW, others through cached oneDNN primitives;
+                      token-major layouts; folded-inference window ops)
+``batchnorm``         training-mode BatchNorm (+ residual, + ReLU)
+``layernorm``         LayerNorm over the last dimension
+``gelu``              exact GELU
+``attention``         multi-head attention on token-major tensors
+``window_attention``  biased multi-head attention over MaxViT's windows and grids
+``pooling``           max / average pooling (folded inference)
+``linear``            linear layer (+ residual) for inference
+====================  ============================================================================
 
 The layers of :mod:`jittor_pranet.ops` and the models call these functions themselves and fall
 back to Jittor's own ops whenever :mod:`.flags` says a kernel is off (``JITTOR_PRANET_FAST=0``,
@@ -24,12 +25,12 @@ from __future__ import annotations
 
 from typing import Optional
 
-from . import attention, batchnorm, conv, flags, gelu, layernorm, linear, pooling
+from . import attention, batchnorm, conv, flags, gelu, layernorm, linear, pooling, window_attention
 from ._loader import error as _error
 from .threads import get_num_threads, set_num_threads
 
 FAMILIES = {"conv": conv, "batchnorm": batchnorm, "layernorm": layernorm, "gelu": gelu, "attention": attention,
-            "pooling": pooling, "linear": linear}
+            "pooling": pooling, "linear": linear, "window_attention": window_attention}
 
 
 def available() -> bool:

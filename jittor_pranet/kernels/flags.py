@@ -19,7 +19,8 @@ from ._loader import jt
 #: the separately switchable optimisations:
 #:   conv      - convolutions (1x1 as GEMM on NCHW memory, others through cached oneDNN primitives)
 #:   bn        - training-mode BatchNorm (+ residual, + ReLU) as two multi-threaded ops
-#:   attention - PVTv2 attention as one op on token-major tensors (no per-head transposes)
+#:   attention - PVTv2 attention, and MaxViT's biased window/grid attention, as one op each on
+#:               token-major tensors (no per-head transposes)
 #:   tokens    - PVTv2's convolutions read/write token-major (NHWC) tensors directly (no transposes)
 #:   norm      - LayerNorm and GELU as multi-threaded ops
 #:   linear    - linear layers (+ PVTv2's residual adds and its GELU) fused into GEMMs when no

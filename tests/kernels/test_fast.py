@@ -161,6 +161,35 @@ def test_pvt_attention_matches_plain(dim, heads, sr, monkeypatch):
     assert len(used) == 2
 
 
+@pytest.mark.parametrize("dim,window,n", [(64, 8, 3), (96, 7, 2), (128, 4, 5)])
+def test_maxvit_window_attention_matches_plain(dim, window, n, monkeypatch):
+    """MaxViT's biased attention (per-head q|k|v, relative-position MLP bias) as one op: output and
+    the gradients of the input, the qkv/proj weights and the bias MLP (summed over partitions)."""
+    from jittor_pranet.models.encoders.maxvit import AttentionCl
+
+    m = AttentionCl(dim, window)
+    m.eval()  # the bias MLP's dropout off: both paths see the same bias
+    used = _spy(monkeypatch, kernels.window_attention, "window_attention")
+    rng = np.random.default_rng(3)
+    t = window * window
+    xn = rng.standard_normal((n, t, dim)).astype(np.float32)
+    gn = rng.standard_normal((n, t, dim)).astype(np.float32)
+    outs = []
+    for context in (flags.disabled, lambda: flags.features(flags.FEATURES)):  # Jittor's ops, then the kernel
+        with context():
+            x = jt.array(xn)
+            y = m(x)
+            grads = jt.grad((y * jt.array(gn)).sum(), [x] + list(m.parameters()))
+            outs.append([y.numpy()] + [g.numpy() for g in grads])
+    assert len(used) == 1
+    assert len(outs[0]) > 6  # x, qkv, proj and the bias MLP's weights
+    for a, r in zip(outs[1], outs[0]):
+        assert _rel(a, r) < 5e-6
+    with jt.no_grad():
+        assert _rel(m(jt.array(xn)).numpy(), outs[0][0]) < 5e-6
+    assert len(used) == 2
+
+
 @pytest.mark.parametrize("shape,eps", [((2, 37, 64), 1e-6), ((3, 5, 320), 1e-5), ((7, 512), 1e-6)])
 def test_layernorm_matches_plain_module(shape, eps, monkeypatch):
     from jittor_pranet.ops import LayerNorm

@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Tuple
 
 from ...errors import UserError
+from ...kernels import window_attention as k_window_attention
 from ...ops import GELU, BatchNorm2d, Conv2d, LayerNorm, Linear, jt
 from ..layers.drop import DropPath
 from ..layers.norm import LayerNorm2d
@@ -223,9 +224,14 @@ class AttentionCl(nn.Module):
     def execute(self, x):
         n, t, c = x.shape
         heads, d = self.num_heads, self.head_dim
-        qkv = self.qkv(x).reshape(n, t, heads, 3 * d).transpose(0, 2, 1, 3)   # N, heads, T, 3d (per-head q|k|v)
+        qkv = self.qkv(x)
+        bias = self.rel_pos.bias()
+        fused = k_window_attention.window_attention(qkv, bias[0], heads, self.scale)  # None where the CPU op does not apply
+        if fused is not None:
+            return self.proj(fused)
+        qkv = qkv.reshape(n, t, heads, 3 * d).transpose(0, 2, 1, 3)   # N, heads, T, 3d (per-head q|k|v)
         q, k, v = qkv[..., :d], qkv[..., d:2 * d], qkv[..., 2 * d:]
-        attn = jt.matmul(q, k.transpose(0, 1, 3, 2)) * self.scale + self.rel_pos.bias()
+        attn = jt.matmul(q, k.transpose(0, 1, 3, 2)) * self.scale + bias
         attn = nn.softmax(attn, dim=-1)
         out = jt.matmul(attn, v).transpose(0, 2, 1, 3).reshape(n, t, c)
         return self.proj(out)
