@@ -190,6 +190,34 @@ def test_maxvit_window_attention_matches_plain(dim, window, n, monkeypatch):
     assert len(used) == 2
 
 
+@pytest.mark.parametrize("dim,heads,n_tokens", [(64, 2, 49), (96, 4, 16)])
+def test_mist_multihead_attention_matches_plain(dim, heads, n_tokens, monkeypatch):
+    """MIST's ``nn.MultiheadAttention`` (separate query, key and value inputs) through the attention op:
+    output and the gradients of the three inputs and of in_proj / out_proj."""
+    from jittor_pranet.models.decoders.mist import MultiheadAttention
+
+    m = MultiheadAttention(dim, heads)
+    rng = np.random.default_rng(4)
+    m.in_proj_weight.assign(jt.array((rng.standard_normal((3 * dim, dim)) / dim ** 0.5).astype(np.float32)))
+    m.in_proj_bias.assign(jt.array(rng.standard_normal(3 * dim).astype(np.float32) * 0.1))
+    used = _spy(monkeypatch, kernels.attention, "attention")
+    ins = [rng.standard_normal((2, n_tokens, dim)).astype(np.float32) for _ in range(3)]
+    gn = rng.standard_normal((2, n_tokens, dim)).astype(np.float32)
+    outs = []
+    for context in (flags.disabled, lambda: flags.features(flags.FEATURES)):  # Jittor's ops, then the kernel
+        with context():
+            q, k, v = (jt.array(a) for a in ins)
+            y = m(q, k, v)
+            grads = jt.grad((y * jt.array(gn)).sum(), [q, k, v] + list(m.parameters()))
+            outs.append([y.numpy()] + [g.numpy() for g in grads])
+    assert len(used) == 1
+    for a, r in zip(outs[1], outs[0]):
+        assert _rel(a, r) < 5e-6
+    with jt.no_grad():
+        assert _rel(m(*(jt.array(a) for a in ins)).numpy(), outs[0][0]) < 5e-6
+    assert len(used) == 2
+
+
 @pytest.mark.parametrize("shape,eps", [((2, 37, 64), 1e-6), ((3, 5, 320), 1e-5), ((7, 512), 1e-6)])
 def test_layernorm_matches_plain_module(shape, eps, monkeypatch):
     from jittor_pranet.ops import LayerNorm

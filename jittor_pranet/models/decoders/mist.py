@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ...kernels import attention as k_attention
 from ...ops import GELU, Conv2d, LayerNorm, Linear, jt
 from ..layers.conv import NearestUpsample2x
 from ..layers.norm import LayerNorm2d
@@ -94,16 +95,27 @@ class MultiheadAttention(nn.Module):
         self.out_proj = Linear(embed_dim, embed_dim)
 
     def _project(self, x, i: int):
+        """Token-major projection (B, N, C) of ``x`` by the i-th block (q, k, v) of ``in_proj``."""
         c = self.embed_dim
+        b, n, _ = x.shape
         w = self.in_proj_weight[i * c:(i + 1) * c]
-        y = jt.matmul(x, w.transpose(1, 0)) + self.in_proj_bias[i * c:(i + 1) * c]
-        b, n, _ = y.shape
+        # as one 2-D GEMM: Jittor's matmul of a 3-D by a 2-D var broadcasts and reduces on the CPU
+        y = jt.matmul(x.reshape(b * n, c), w.transpose(1, 0)).reshape(b, n, c)
+        return y + self.in_proj_bias[i * c:(i + 1) * c]
+
+    def _heads(self, y):
+        b, n, c = y.shape
         return y.reshape(b, n, self.num_heads, c // self.num_heads).transpose(0, 2, 1, 3)  # B, h, N, d
 
     def execute(self, query, key, value):
         """(B, N, C) each -> (B, N, C)."""
         q, k, v = self._project(query, 0), self._project(key, 1), self._project(value, 2)
         d = self.embed_dim // self.num_heads
+        if k_attention.usable(q, self.in_proj_weight):  # the CPU op: heads addressed in place, keys then values
+            fused = k_attention.attention(q, jt.concat([k, v], dim=2), self.num_heads, d ** -0.5)
+            if fused is not None:
+                return self.out_proj(fused)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
         attn = softmax_last(jt.matmul(q * (d ** -0.5), k.transpose(0, 1, 3, 2)))
         out = jt.matmul(attn, v)  # B, h, N, d
         b, h, n, _ = out.shape
