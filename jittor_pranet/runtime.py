@@ -759,11 +759,25 @@ def _import_jittor_keeping_sigint():
         os.environ["JPY_PARENT_PID"] = str(os.getpid())
     try:
         import jittor  # noqa: E402  (configured by configure())
+    except BaseException:
+        # Ctrl-C (or an error) inside the import: Jittor's core may already have installed its
+        # SIGCHLD handler, which ends the process with exit code 1 as soon as the caller's clean-up
+        # kills a compile worker; the caller must see its own exception instead
+        _give_sigchld_back_to_python()
+        raise
     finally:
         if ours:
             os.environ.pop("JPY_PARENT_PID", None)
     _JITTOR_SIGINT_AVOIDED = True
     return jittor
+
+
+def _give_sigchld_back_to_python() -> None:
+    import signal
+    import threading
+
+    if hasattr(signal, "SIGCHLD") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def _quit_quietly(signum, frame) -> None:  # pragma: no cover - runs in Jittor's compile workers
@@ -821,6 +835,12 @@ def abandon_compile_pool(at_exit: bool = False) -> None:
     pool = getattr(jittor_utils, "p", None) if jittor_utils else None
     if pool is None:
         return
+    import signal
+
+    if hasattr(signal, "SIGCHLD") and signal.getsignal(signal.SIGCHLD) is None:
+        # a handler installed outside Python (Jittor's, left by an import that did not finish)
+        # would end the process with exit code 1 when the first worker is killed below
+        _give_sigchld_back_to_python()
     # Stop the pool's maintenance thread first: left running it forks a replacement for every killed
     # worker, forever, and a worker forked while a subprocess is being started inherits that
     # subprocess's exec-status pipe, so the starting process waits on it for good (an in-process

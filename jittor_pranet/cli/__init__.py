@@ -106,12 +106,33 @@ def entry() -> None:
 
     _raise_on_signals()  # Python's handler first: the watchdog chains in front of it
     install_watchdog(INTERRUPT_GRACE_S)
-    code = _run(None)  # not main(): the console process may leave with its handlers changed
+    try:
+        try:
+            code = _run(None)  # not main(): the console process may leave with its handlers changed
+        except KeyboardInterrupt as exc:  # arrived after the command had handled its own
+            print("terminated" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
+            code = 143 if isinstance(exc, Terminated) else 130
+    finally:  # also when argparse leaves by SystemExit (--help, a usage error)
+        _ignore_signals_while_leaving()
     if code in (130, 143):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def _ignore_signals_while_leaving() -> None:
+    """The command's outcome is decided and its files are complete: a Ctrl-C or SIGTERM from now on
+    must not change the exit code. Left alone, one arriving during the exit hooks printed a
+    ``KeyboardInterrupt`` traceback, and one arriving after Python had reset its handlers for
+    shutdown ended the process by the signal."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):  # not the main thread
+            pass
 
 
 def _raise_on_signals() -> None:
