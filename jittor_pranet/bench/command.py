@@ -6,7 +6,10 @@ import os
 import sys
 
 from ..errors import UserError
-from . import benchmark as B
+from ..models.registry import model_info
+from .benchmark import BenchConfig, run_benchmark
+from .model_set import parse_variant
+from .report import format_markdown, write_json
 
 
 def _write_text(path: str, text: str) -> None:
@@ -21,7 +24,7 @@ def run_command(args, model_names) -> int:
             result = json.loads(open(args.from_json).read())
         except (OSError, ValueError) as exc:
             raise UserError(f"{args.from_json}: {exc}") from None
-        text = B.format_markdown(result)
+        text = format_markdown(result)
         print(text)
         if args.markdown:
             _write_text(args.markdown, text)
@@ -29,7 +32,7 @@ def run_command(args, model_names) -> int:
 
     for v in args.variants:
         try:
-            B.parse_variant(v)
+            parse_variant(v)
         except ValueError as exc:
             raise UserError(str(exc)) from None
     if args.models:
@@ -48,24 +51,24 @@ def run_command(args, model_names) -> int:
                   training=not args.no_training, multiscale_training=bool(args.multiscale), eval_size=(w, h),
                   command=" ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]))
     if args.quick:
-        cfg = B.BenchConfig.quick_defaults(**over, **common)
+        cfg = BenchConfig.quick_defaults(**over, **common)
     else:
-        cfg = B.BenchConfig(**{k: v for k, v in over.items() if v is not None}, **common)
+        cfg = BenchConfig(**{k: v for k, v in over.items() if v is not None}, **common)
     if cfg.repeats < 1:
         raise UserError("--repeats must be >= 1")
     for name in cfg.models:
-        info = B.model_info(name)
+        info = model_info(name)
         for option, side in (("--size", cfg.size), ("--train-size", cfg.train_size)):
             problem = info.input.problem(side)
             if problem:
                 raise UserError(f"{option} for {name}: {problem}")
         if info.twin is None and "torch" in cfg.variants:
             raise UserError(f"{name} has no PyTorch twin (its catalog row); leave torch out of --variants")
-    result = B.run_benchmark(cfg)
-    text = B.format_markdown(result)
+    result = run_benchmark(cfg)
+    text = format_markdown(result)
     print(text)
     if args.json:
-        B.write_json(result, args.json)
+        write_json(result, args.json)
         print(f"wrote {args.json}", file=sys.stderr)
     if args.markdown:
         _write_text(args.markdown, text)
