@@ -25,6 +25,7 @@ import ctypes
 import ctypes.util
 import glob
 import hashlib
+import importlib.abc
 import importlib.util
 import json
 import os
@@ -757,15 +758,13 @@ def _import_jittor_keeping_sigint():
     ours = "JPY_PARENT_PID" not in os.environ
     if ours:
         os.environ["JPY_PARENT_PID"] = str(os.getpid())
+    hook = _SigchldBackAfterJittorCore()
+    sys.meta_path.insert(0, hook)
     try:
         import jittor  # noqa: E402  (configured by configure())
-    except BaseException:
-        # Ctrl-C (or an error) inside the import: Jittor's core may already have installed its
-        # SIGCHLD handler, which ends the process with exit code 1 as soon as the caller's clean-up
-        # kills a compile worker; the caller must see its own exception instead
-        _give_sigchld_back_to_python()
-        raise
     finally:
+        if hook in sys.meta_path:
+            sys.meta_path.remove(hook)
         if ours:
             os.environ.pop("JPY_PARENT_PID", None)
     _JITTOR_SIGINT_AVOIDED = True
@@ -778,6 +777,42 @@ def _give_sigchld_back_to_python() -> None:
 
     if hasattr(signal, "SIGCHLD") and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+class _SigchldBackAfterJittorCore(importlib.abc.MetaPathFinder):
+    """Loading ``jittor_core`` installs Jittor's C SIGCHLD handler, which ends the process with exit
+    code 1 when any child dies by a signal; the rest of Jittor's import still runs shell commands and
+    compiles, and a Ctrl-C there kills those children. The handler is replaced by the default as soon
+    as the core is loaded, so that Ctrl-C at any moment of the import becomes ``KeyboardInterrupt``."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "jittor_core":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None and spec.loader is not None:
+                spec.loader = _ThenDefaultSigchld(spec.loader)
+                return spec
+        return None
+
+
+class _ThenDefaultSigchld(importlib.abc.Loader):
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):  # an extension module's static constructors run here
+        module = self._loader.create_module(spec)
+        _give_sigchld_back_to_python()
+        return module
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        _give_sigchld_back_to_python()
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
 
 
 def _quit_quietly(signum, frame) -> None:  # pragma: no cover - runs in Jittor's compile workers

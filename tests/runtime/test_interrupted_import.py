@@ -56,6 +56,36 @@ def test_ctrl_c_inside_jittors_import_does_not_hand_the_exit_to_jittor():
     assert done.returncode == 0 and done.stdout.strip() == "alive", done.stderr[-2000:]
 
 
+_CHILD_KILLED_DURING_IMPORT = textwrap.dedent("""
+    import importlib.abc
+    import signal
+    import subprocess
+    import sys
+
+    class ChildKilledByCtrlC(importlib.abc.MetaPathFinder):
+        # Jittor's import runs shell commands after its core is loaded; Ctrl-C kills such a child
+        def find_spec(self, name, path=None, target=None):
+            if name == "jittor.compile_extern":
+                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+                child.send_signal(signal.SIGINT)
+                child.wait()
+            return None
+
+    sys.meta_path.insert(0, ChildKilledByCtrlC())
+    from jittor_pranet import runtime
+
+    jt = runtime.import_jittor()
+    print("alive", float(jt.array([2.0]).sum()))
+""")
+
+
+def test_a_child_killed_inside_jittors_import_does_not_end_the_process():
+    done = subprocess.run([sys.executable, "-c", _CHILD_KILLED_DURING_IMPORT], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    assert "Caught SIGCHLD" not in done.stderr, done.stderr[-2000:]
+    assert done.returncode == 0 and done.stdout.strip() == "alive 2.0", done.stderr[-2000:]
+
+
 _SIGNAL_WHILE_LEAVING = textwrap.dedent("""
     import atexit
     import os
