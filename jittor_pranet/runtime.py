@@ -907,12 +907,60 @@ def abandon_compile_pool(at_exit: bool = False) -> None:
         pass
 
 
+_COMPILE_THREADS_STARTED = False
+
+#: signals Python (or the CLI's watchdog) handles with a handler; delivered to one of Jittor's compile
+#: threads they would wake it (see :func:`start_compile_threads_without_signals`)
+_ASYNC_SIGNALS = tuple(getattr(__import__("signal"), name) for name in
+                       ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGALRM", "SIGUSR1", "SIGUSR2", "SIGCHLD",
+                        "SIGWINCH") if hasattr(__import__("signal"), name))
+
+
+def start_compile_threads_without_signals(jt) -> bool:
+    """Have Jittor create its kernel-compiling threads with asynchronous signals blocked in them.
+
+    Jittor's parallel op compiler starts its threads (``use_parallel_op_compiler``) at the first
+    execution of a process and parks them on a condition variable *without a predicate*, keeping the
+    last task, a closure over the stack of a call that has returned. A signal handled on one of those
+    threads (the kernel may deliver a Ctrl-C or SIGTERM to any thread that does not block it) can end
+    that wait, and the thread runs the stale task: the process died with ``double free or
+    corruption``, ``corrupted size vs. prev_size`` or a segfault at a small address inside
+    ``Executor::run_sync`` (seen in about 1 of 50 Ctrl-C during ``predict``; core dump read with gdb).
+    Threads inherit the signal mask of the thread that creates them, so the first execution (one
+    tiny CPU op) runs in a short-lived thread that blocks these signals; the main thread keeps
+    receiving them. Returns whether the threads were started here (False when Jittor has executed
+    something before, or not in the main interpreter's first call)."""
+    global _COMPILE_THREADS_STARTED
+    import signal
+    import threading
+
+    if _COMPILE_THREADS_STARTED or not hasattr(signal, "pthread_sigmask"):
+        return False
+    _COMPILE_THREADS_STARTED = True
+    failure = []
+
+    def first_execution():
+        signal.pthread_sigmask(signal.SIG_BLOCK, _ASYNC_SIGNALS)
+        try:
+            with jt.flag_scope(use_cuda=0):
+                (jt.array([1.0], dtype="float32") + 1.0).sync()
+        except Exception as exc:  # reported by the caller's first real operation, if it recurs
+            failure.append(exc)
+
+    worker = threading.Thread(target=first_execution, name="jittor-first-execution", daemon=True)
+    worker.start()
+    while worker.is_alive():  # short joins: a Ctrl-C in the main thread is still raised at once
+        worker.join(0.05)
+    return not failure
+
+
 def import_jittor(device: Optional[str] = None):
     """Configure (first time only) and import jittor, setting ``use_cuda`` as decided."""
     info = configure(device)
     jt = _import_jittor_keeping_sigint()
 
     restore_python_signal_handlers()
+    start_compile_threads_without_signals(jt)
     if info.cuda_view and info.cudnn is None:
         load_cudnn(jt, info)
         from jittor import compile_extern

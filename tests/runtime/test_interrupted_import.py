@@ -112,3 +112,36 @@ def test_a_signal_after_the_command_finished_keeps_its_exit_code(command):
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
     # the caller's handlers are what they were before (a library caller is not affected)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler or os.environ.get("JPY_PARENT_PID")
+
+
+_THREAD_MASKS = textwrap.dedent("""
+    import os
+    import signal
+    import threading
+
+    from jittor_pranet import runtime
+
+    jt = runtime.import_jittor()
+    (jt.array([1.0, 2.0, 3.0]) * 3).sync()  # the first execution of the caller
+    (jt.array([[1.0, 2.0]]).sum(dim=1) + jt.array([4.0])).sync()
+    python_threads = {t.native_id for t in threading.enumerate()}
+    jittor_threads = []
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) in python_threads:
+            continue
+        with open(f"/proc/self/task/{tid}/status") as f:
+            blocked = int(next(line for line in f if line.startswith("SigBlk:")).split()[1], 16)
+        jittor_threads.append(all(blocked >> (s - 1) & 1 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)))
+    print(len(jittor_threads), all(jittor_threads))
+""")
+
+
+def test_jittors_compile_threads_never_receive_ctrl_c():
+    """Jittor's parked compile threads re-run their last task when a signal ends their wait (a heap
+    corruption after Ctrl-C); they must be created with the asynchronous signals blocked."""
+    done = subprocess.run([sys.executable, "-c", _THREAD_MASKS], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    count, all_blocked = done.stdout.split()
+    assert int(count) >= 1, "Jittor started no compile thread: the check would pass trivially"
+    assert all_blocked == "True", done.stdout
