@@ -754,13 +754,13 @@ def _import_jittor_keeping_sigint():
         import jittor
 
         return jittor
-    _compile_workers_quit_on_sigint()  # before the import: it may already compile
+    hook = _SigchldBackAfterJittorExtensions()
+    sys.meta_path.insert(0, hook)
     ours = "JPY_PARENT_PID" not in os.environ
     if ours:
         os.environ["JPY_PARENT_PID"] = str(os.getpid())
-    hook = _SigchldBackAfterJittorCore()
-    sys.meta_path.insert(0, hook)
     try:
+        _compile_workers_quit_on_sigint()  # before the import: it may already compile
         import jittor  # noqa: E402  (configured by configure())
     finally:
         if hook in sys.meta_path:
@@ -779,14 +779,18 @@ def _give_sigchld_back_to_python() -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
-class _SigchldBackAfterJittorCore(importlib.abc.MetaPathFinder):
-    """Loading ``jittor_core`` installs Jittor's C SIGCHLD handler, which ends the process with exit
+class _SigchldBackAfterJittorExtensions(importlib.abc.MetaPathFinder):
+    """Loading Jittor's C extensions installs its C SIGCHLD handler, which ends the process with exit
     code 1 when any child dies by a signal; the rest of Jittor's import still runs shell commands and
     compiles, and a Ctrl-C there kills those children. The handler is replaced by the default as soon
-    as the core is loaded, so that Ctrl-C at any moment of the import becomes ``KeyboardInterrupt``."""
+    as each extension is loaded, so that Ctrl-C at any moment of the import becomes ``KeyboardInterrupt``."""
+
+    #: the two C extensions whose static constructors register Jittor's handlers: ``jit_utils_core``
+    #: (loaded first, by ``jittor.compiler``) and ``jittor_core``
+    MODULES = ("jit_utils_core", "jittor_core")
 
     def find_spec(self, name, path=None, target=None):
-        if name != "jittor_core":
+        if name not in self.MODULES:
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
