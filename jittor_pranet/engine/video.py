@@ -268,12 +268,19 @@ class _PendingVideo:
         fourcc, suffix, backend = CODECS[codec]
         self.path = path
         self.size = size
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}", dir=path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        import secrets
+
+        # named before it exists, and removed on any exception here (Ctrl-C included): the caller
+        # holds no object to abort until the constructor returns
+        self.tmp = path.parent / f".{path.stem}.{secrets.token_hex(6)}.tmp{suffix}"
         h, w = size
-        self.writer = cv2.VideoWriter(str(self.tmp), getattr(cv2, backend), cv2.VideoWriter_fourcc(*fourcc),
-                                      float(fps), (int(w), int(h)), True)
+        try:
+            os.close(os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            self.writer = cv2.VideoWriter(str(self.tmp), getattr(cv2, backend), cv2.VideoWriter_fourcc(*fourcc),
+                                          float(fps), (int(w), int(h)), True)
+        except BaseException:
+            self.abort()
+            raise
         if not self.writer.isOpened():
             self.abort()
             raise UserError(f"cannot write {path}: OpenCV has no working {codec} ({fourcc}) writer here; "

@@ -26,21 +26,25 @@ def can_create_in(folder: PathLike) -> bool:
         return False
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _temp_name_beside(path: Path) -> str:
+    """A fresh temporary name in the destination folder. The name is chosen before the file exists,
+    so that whoever creates it can always remove it: a Ctrl-C raised as ``mkstemp`` returns (Python
+    checks for signals right after each call) left a stray ``.NAME.xxx.tmp`` that nobody knew."""
+    import secrets
+
+    return str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
 
 
-def _temp_beside(path: Path) -> Tuple[int, str]:
-    """A temporary file in the destination folder with the mode a plain ``open()`` would give
-    (0666 less the umask; ``mkstemp`` alone makes every output 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _create_exclusive(tmp: str) -> int:
+    """Create ``tmp`` (it must not exist) with the mode a plain ``open()`` gives: 0666 less the umask."""
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+
+
+def _remove_quietly(tmp: str) -> None:
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.unlink(tmp)
     except OSError:
         pass
-    return fd, tmp
 
 
 def atomic_write_to(path: PathLike, write: Callable[[str], None], make_parents: bool = True) -> Path:
@@ -51,16 +55,13 @@ def atomic_write_to(path: PathLike, write: Callable[[str], None], make_parents: 
     path = Path(path)
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp_beside(path)
-    os.close(fd)
+    tmp = _temp_name_beside(path)
     try:
+        os.close(_create_exclusive(tmp))
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _remove_quietly(tmp)
         raise
     _fsync_dir(path.parent)
     return path
@@ -92,18 +93,14 @@ def atomic_write_many(files: Mapping[PathLike, bytes]) -> List[Path]:
         for path, data in files.items():
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = _temp_beside(path)
-            staged.append((tmp, path))
-            with os.fdopen(fd, "wb") as fh:
+            staged.append((_temp_name_beside(path), path))  # named before it exists: always removable
+            with os.fdopen(_create_exclusive(staged[-1][0]), "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
     except BaseException:
         for tmp, _ in staged:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            _remove_quietly(tmp)
         raise
     for tmp, path in staged:
         os.replace(tmp, path)
@@ -166,10 +163,12 @@ def staged_output_folder(out: PathLike, error=None) -> Iterator[Path]:
     while not parent.exists():
         created.append(parent)
         parent = parent.parent
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    os.chmod(stage, 0o777 & ~_umask())  # mkdtemp makes it 0700; the result is an ordinary folder
+    import secrets
+
+    stage = out.parent / f".{out.name}.partial-{secrets.token_hex(6)}"  # named first: always removable
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(stage, 0o777)  # an ordinary folder: 0777 less the umask
         yield stage
         os.replace(stage, out)  # an empty ``out`` folder is replaced as well
     except BaseException:
