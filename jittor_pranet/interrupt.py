@@ -22,8 +22,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 _SOURCE = r"""
 #include <signal.h>
@@ -34,9 +35,32 @@ static struct sigaction previous_int, previous_term;
 static unsigned grace_seconds = 3;
 static volatile sig_atomic_t exit_code = 130;
 
+/* temporary files being written: removed before the alarm's _exit, so that none is left behind */
+#define MAX_TEMPORARIES 64
+static char temporaries[MAX_TEMPORARIES][4096];
+static volatile sig_atomic_t temporary_used[MAX_TEMPORARIES];
+
+int pranet_track_temporary(const char *path) {
+    for (int i = 0; i < MAX_TEMPORARIES; i++) {
+        if (!temporary_used[i]) {
+            strncpy(temporaries[i], path, sizeof temporaries[i] - 1);
+            temporaries[i][sizeof temporaries[i] - 1] = 0;
+            temporary_used[i] = 1;
+            return i;
+        }
+    }
+    return -1;
+}
+
+void pranet_untrack_temporary(int slot) {
+    if (slot >= 0 && slot < MAX_TEMPORARIES) temporary_used[slot] = 0;
+}
+
 static void on_alarm(int sig) {
     static const char interrupted[] = "interrupted\n", terminated[] = "terminated\n";
     (void)sig;
+    for (int i = 0; i < MAX_TEMPORARIES; i++)
+        if (temporary_used[i]) unlink(temporaries[i]);
     if (exit_code == 143) {
         if (write(2, terminated, sizeof terminated - 1) < 0) {}
     } else if (write(2, interrupted, sizeof interrupted - 1) < 0) {}
@@ -71,6 +95,7 @@ int pranet_install_interrupt_watchdog(unsigned seconds) {
 """
 
 _LIB: Optional[ctypes.CDLL] = None
+_TRACKER: Optional[ctypes.PyDLL] = None  # the same library, called with the GIL held (one caller at a time)
 
 
 def _compiler() -> Optional[str]:
@@ -110,7 +135,7 @@ def _build(target: Path) -> bool:
 def install_watchdog(grace_seconds: int = 3) -> bool:
     """Chain the C handler in front of the current SIGINT and SIGTERM handlers (install Python's
     handlers first: a later ``signal.signal`` replaces the chain). Returns whether it is active."""
-    global _LIB
+    global _LIB, _TRACKER
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -121,9 +146,28 @@ def install_watchdog(grace_seconds: int = 3) -> bool:
             return False
         try:
             _LIB = ctypes.CDLL(str(path))
+            _TRACKER = ctypes.PyDLL(str(path))
         except OSError:
             return False
+        _TRACKER.pranet_track_temporary.argtypes = [ctypes.c_char_p]
+        _TRACKER.pranet_untrack_temporary.argtypes = [ctypes.c_int]
+        _TRACKER.pranet_untrack_temporary.restype = None
     return _LIB.pranet_install_interrupt_watchdog(ctypes.c_uint(grace_seconds)) == 0
 
 
-__all__ = ["install_watchdog"]
+@contextmanager
+def removed_if_killed(path: "os.PathLike[str] | str") -> Iterator[None]:
+    """While the block runs, the watchdog removes ``path`` before it ends the process (a temporary
+    file being written when the grace expired would otherwise stay behind). Register the name
+    before the file is created. Does nothing when the watchdog is not installed (library use)."""
+    slot = -1
+    if _TRACKER is not None:
+        slot = _TRACKER.pranet_track_temporary(os.fsencode(path))
+    try:
+        yield
+    finally:
+        if slot >= 0:
+            _TRACKER.pranet_untrack_temporary(slot)
+
+
+__all__ = ["install_watchdog", "removed_if_killed"]

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
+
+from ..interrupt import removed_if_killed
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -56,13 +58,14 @@ def atomic_write_to(path: PathLike, write: Callable[[str], None], make_parents: 
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name_beside(path)
-    try:
-        os.close(_create_exclusive(tmp))
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
+    with removed_if_killed(tmp):
+        try:
+            os.close(_create_exclusive(tmp))
+            write(tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            _remove_quietly(tmp)
+            raise
     _fsync_dir(path.parent)
     return path
 
@@ -89,22 +92,24 @@ def atomic_write_many(files: Mapping[PathLike, bytes]) -> List[Path]:
     """Write several files all or nothing: every temporary file is written and synced before the first
     rename, so a failure (a full disk, an unwritable folder) leaves none of them half-done."""
     staged: List[Tuple[str, Path]] = []
-    try:
-        for path, data in files.items():
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            staged.append((_temp_name_beside(path), path))  # named before it exists: always removable
-            with os.fdopen(_create_exclusive(staged[-1][0]), "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-    except BaseException:
-        for tmp, _ in staged:
-            _remove_quietly(tmp)
-        raise
-    for tmp, path in staged:
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+    with ExitStack() as tracked:
+        try:
+            for path, data in files.items():
+                path = Path(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                staged.append((_temp_name_beside(path), path))  # named before it exists: always removable
+                tracked.enter_context(removed_if_killed(staged[-1][0]))
+                with os.fdopen(_create_exclusive(staged[-1][0]), "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        except BaseException:
+            for tmp, _ in staged:
+                _remove_quietly(tmp)
+            raise
+        for tmp, path in staged:
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
     return [path for _, path in staged]
 
 

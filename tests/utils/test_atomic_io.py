@@ -43,3 +43,41 @@ def test_the_written_file_has_the_mode_of_a_plain_open(tmp_path):
         os.umask(previous)
     assert path.read_bytes() == b"x"
     assert (path.stat().st_mode & 0o777) == 0o640
+
+
+_KILLED_WHILE_WRITING = """
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from jittor_pranet.interrupt import install_watchdog
+from jittor_pranet.utils.io import atomic_write_to
+
+signal.signal(signal.SIGINT, lambda *_: None)  # Python never acts on it: only the watchdog's alarm ends us
+assert install_watchdog(1)
+
+
+def write(tmp):
+    Path(tmp).write_bytes(b"half")
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(30)  # the grace (1 s) expires here
+
+
+atomic_write_to(Path(sys.argv[1]) / "out.bin", write)
+"""
+
+
+def test_the_watchdog_removes_a_temporary_file_before_it_ends_the_process(tmp_path):
+    """When the grace after Ctrl-C expires inside a write, the C watchdog ends the process with
+    ``_exit``: the file being written must not stay behind under its temporary name."""
+    import subprocess
+    import sys
+
+    (tmp_path / "kept.txt").write_text("old")
+    done = subprocess.run([sys.executable, "-c", _KILLED_WHILE_WRITING, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert done.stderr.strip().endswith("interrupted")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]
