@@ -89,8 +89,13 @@ int pranet_install_interrupt_watchdog(unsigned seconds) {
     sa.sa_sigaction = on_signal;
     sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGTERM, &sa, &previous_term) != 0) return -1;
-    return sigaction(SIGINT, &sa, &previous_int);
+    /* a signal the process was started ignoring (a background job of a script, SIG_IGN inherited)
+       stays ignored: the watchdog must not end a process that asked not to be interrupted */
+    if (sigaction(SIGTERM, NULL, &previous_term) != 0) return -1;
+    if (previous_term.sa_handler != SIG_IGN && sigaction(SIGTERM, &sa, &previous_term) != 0) return -1;
+    if (sigaction(SIGINT, NULL, &previous_int) != 0) return -1;
+    if (previous_int.sa_handler != SIG_IGN && sigaction(SIGINT, &sa, &previous_int) != 0) return -1;
+    return 0;
 }
 """
 

@@ -125,3 +125,29 @@ def test_ctrl_c_while_jittor_is_imported(tmp_path):
     assert marker.exists()
     assert done.returncode == 130, (done.returncode, done.stderr[-2000:])
     assert "quick exit" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+_STARTED_IGNORING_CTRL_C = """
+import os
+import signal
+import time
+
+from jittor_pranet.interrupt import install_watchdog
+
+assert install_watchdog(1)
+os.kill(os.getpid(), signal.SIGINT)
+time.sleep(2.5)  # the watchdog's grace (1 s) would have ended the process by now
+print("alive")
+"""
+
+
+def test_a_process_started_ignoring_ctrl_c_keeps_ignoring_it():
+    """A background job of a shell script starts with SIGINT ignored (POSIX); the watchdog must not
+    turn a Ctrl-C meant for the script into an exit of the job."""
+    import signal
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _STARTED_IGNORING_CTRL_C], capture_output=True, text=True,
+                          timeout=60, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert done.returncode == 0 and done.stdout.strip() == "alive", (done.returncode, done.stderr[-1000:])
