@@ -127,10 +127,18 @@ def _in_fresh_python(args, env):
     return done.stdout
 
 
+def _as_from_a_terminal() -> None:
+    """In the child: Ctrl-C and SIGTERM at their defaults, as a command typed at a terminal starts. A
+    tool started in the background of a script (``tool &``) runs with SIGINT ignored, and its children
+    would inherit that: every try would then measure an ignored signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _one_try(kind: str, work: Path, index: int, delay: float, sig: int, env) -> dict:
     out = work / "tries" / f"{index:03d}"
     proc = subprocess.Popen(_command(kind, work, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env=env, cwd=work)
+                            text=True, start_new_session=True, env=env, cwd=work, preexec_fn=_as_from_a_terminal)
     start = time.time()
     finished_early = False
     while time.time() - start < delay:
