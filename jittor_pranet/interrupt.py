@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 _SOURCE = r"""
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static struct sigaction previous_int, previous_term;
@@ -56,11 +58,51 @@ void pranet_untrack_temporary(int slot) {
     if (slot >= 0 && slot < MAX_TEMPORARIES) temporary_used[slot] = 0;
 }
 
+/* folders a command created and removes again when it is stopped unfinished (unless `keep` exists) */
+#define MAX_FOLDERS 8
+static char folders[MAX_FOLDERS][4096], keeps[MAX_FOLDERS][4096];
+static volatile sig_atomic_t folder_used[MAX_FOLDERS];
+
+int pranet_track_folder(const char *folder, const char *keep) {
+    for (int i = 0; i < MAX_FOLDERS; i++) {
+        if (!folder_used[i]) {
+            strncpy(folders[i], folder, sizeof folders[i] - 1);
+            folders[i][sizeof folders[i] - 1] = 0;
+            strncpy(keeps[i], keep, sizeof keeps[i] - 1);
+            keeps[i][sizeof keeps[i] - 1] = 0;
+            folder_used[i] = 1;
+            return i;
+        }
+    }
+    return -1;
+}
+
+void pranet_untrack_folder(int slot) {
+    if (slot >= 0 && slot < MAX_FOLDERS) folder_used[slot] = 0;
+}
+
+static void remove_unfinished_folders(void) {
+    for (int i = 0; i < MAX_FOLDERS; i++) {
+        if (!folder_used[i] || (keeps[i][0] && access(keeps[i], F_OK) == 0)) continue;
+        pid_t pid = vfork();  /* async-signal-safe enough: the child only execs */
+        if (pid == 0) {
+            char *argv[] = {"rm", "-rf", "--", folders[i], NULL};
+            execv("/bin/rm", argv);
+            _exit(127);
+        }
+        if (pid > 0) {
+            int status;
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        }
+    }
+}
+
 static void on_alarm(int sig) {
     static const char interrupted[] = "interrupted\n", terminated[] = "terminated\n";
     (void)sig;
     for (int i = 0; i < MAX_TEMPORARIES; i++)
         if (temporary_used[i]) unlink(temporaries[i]);
+    remove_unfinished_folders();
     if (exit_code == 143) {
         if (write(2, terminated, sizeof terminated - 1) < 0) {}
     } else if (write(2, interrupted, sizeof interrupted - 1) < 0) {}
@@ -157,6 +199,9 @@ def install_watchdog(grace_seconds: int = 3) -> bool:
         _TRACKER.pranet_track_temporary.argtypes = [ctypes.c_char_p]
         _TRACKER.pranet_untrack_temporary.argtypes = [ctypes.c_int]
         _TRACKER.pranet_untrack_temporary.restype = None
+        _TRACKER.pranet_track_folder.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        _TRACKER.pranet_untrack_folder.argtypes = [ctypes.c_int]
+        _TRACKER.pranet_untrack_folder.restype = None
     return _LIB.pranet_install_interrupt_watchdog(ctypes.c_uint(grace_seconds)) == 0
 
 
@@ -175,4 +220,20 @@ def removed_if_killed(path: "os.PathLike[str] | str") -> Iterator[None]:
             _TRACKER.pranet_untrack_temporary(slot)
 
 
-__all__ = ["install_watchdog", "removed_if_killed"]
+@contextmanager
+def folder_removed_if_killed(folder: "os.PathLike[str] | str", keep: "os.PathLike[str] | str | None" = None
+                             ) -> Iterator[None]:
+    """While the block runs, the watchdog removes ``folder`` (all of it: pass only a folder this
+    command created) before it ends the process, unless ``keep`` exists by then. Does nothing when the
+    watchdog is not installed."""
+    slot = -1
+    if _TRACKER is not None:
+        slot = _TRACKER.pranet_track_folder(os.fsencode(folder), os.fsencode(keep) if keep else b"")
+    try:
+        yield
+    finally:
+        if slot >= 0:
+            _TRACKER.pranet_untrack_folder(slot)
+
+
+__all__ = ["folder_removed_if_killed", "install_watchdog", "removed_if_killed"]

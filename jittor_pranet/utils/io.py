@@ -202,6 +202,7 @@ class Unfinished:
         self.keep = tuple(keep)
         self.before: set = set()
         self.created_parents: List[Path] = []
+        self._watchdog = None
 
     def _entries(self) -> set:
         if not self.folder.is_dir():
@@ -214,9 +215,18 @@ class Unfinished:
         while not p.exists() and p != p.parent:
             self.created_parents.append(p)  # deepest first, the folder itself included
             p = p.parent
+        if self.created_parents:  # all of it will be ours: the watchdog may remove it whole
+            from ..interrupt import folder_removed_if_killed
+
+            keep = self.folder / self.keep[0] if self.keep else None
+            self._watchdog = folder_removed_if_killed(self.created_parents[-1], keep)
+            self._watchdog.__enter__()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._watchdog is not None:
+            self._watchdog.__exit__(None, None, None)
+            self._watchdog = None
         if exc_type is None or any((self.folder / name).exists() for name in self.keep):
             return False
         new = sorted(self._entries() - self.before, key=lambda p: len(p.parts), reverse=True)

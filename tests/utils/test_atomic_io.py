@@ -81,3 +81,42 @@ def test_the_watchdog_removes_a_temporary_file_before_it_ends_the_process(tmp_pa
     assert done.returncode == 130, done.stderr[-2000:]
     assert done.stderr.strip().endswith("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.txt"]
+
+
+_KILLED_IN_A_NEW_RUN = """
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from jittor_pranet.interrupt import install_watchdog
+from jittor_pranet.utils.io import Unfinished
+
+signal.signal(signal.SIGINT, lambda *_: None)  # Python never acts on it: only the watchdog's alarm ends us
+assert install_watchdog(1)
+run = Path(sys.argv[1]) / "runs" / "new"
+with Unfinished(run, keep=("last.pkl",)):
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("model: x")
+    if sys.argv[2] == "resumable":
+        (run / "last.pkl").write_bytes(b"checkpoint")
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(30)  # the grace (1 s) expires here
+"""
+
+
+@pytest.mark.parametrize("state", ["fresh", "resumable"])
+def test_the_watchdog_removes_a_run_folder_stopped_before_its_first_checkpoint(tmp_path, state):
+    """A Ctrl-C whose grace expires (Jittor holding the interpreter in a long step) must leave what
+    Python's clean-up leaves: no run folder without last.pkl; a resumable one kept."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _KILLED_IN_A_NEW_RUN, str(tmp_path), state], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 130, done.stderr[-2000:]
+    if state == "fresh":
+        assert not (tmp_path / "runs").exists()
+    else:
+        assert sorted(p.name for p in (tmp_path / "runs" / "new").iterdir()) == ["config.yaml", "last.pkl"]
