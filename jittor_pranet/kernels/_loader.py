@@ -6,6 +6,7 @@ Jittor's own kernels.  Nothing is compiled on CUDA (Jittor's CUDA/cuDNN kernels 
 """
 from __future__ import annotations
 
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -51,12 +52,41 @@ def load(family: str, op_names: Sequence[str]):
             return None
         files = [str(CSRC / f"{n}.{ext}") for n in op_names for ext in ("h", "cc")]
         try:
-            _LOADED[family] = jt.compile_custom_ops(files, extra_flags=flags)
+            try:
+                _LOADED[family] = jt.compile_custom_ops(files, extra_flags=flags)
+            except Exception as exc:
+                broken = broken_library(str(exc))
+                if broken is None:
+                    raise
+                remove_broken_library(broken)  # then compiled again, once
+                _LOADED[family] = jt.compile_custom_ops(files, extra_flags=flags)
         except Exception as exc:  # pragma: no cover - depends on the machine's compiler
             _ERRORS[family] = f"could not compile jittor_pranet/kernels/csrc ({family}): {exc}"
             warnings.warn(f"jittor-pranet: {_ERRORS[family]}; using Jittor's own (slower) kernels", RuntimeWarning)
             return None
         return _LOADED[family]
+
+
+_BROKEN = re.compile(r"(/\S+\.so): (?:file too short|invalid ELF header|file truncated)")
+
+
+def broken_library(message: str) -> Optional[Path]:
+    """The cached op library a failed load names as damaged, or None. Jittor writes these libraries
+    in place, so a process killed while it compiled (Ctrl-C, the OOM killer) can leave one truncated,
+    and every later process would fail to load it and fall back to the slower kernels for good."""
+    found = _BROKEN.search(message)
+    if found is None:
+        return None
+    path = Path(found.group(1))
+    return path if path.parent.name == "custom_ops" and path.is_file() else None
+
+
+def remove_broken_library(path: Path) -> None:
+    for stale in (path, path.with_name(path.name + ".key")):
+        try:
+            stale.unlink()
+        except OSError:
+            pass
 
 
 def error(family: str) -> Optional[str]:
